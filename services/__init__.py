@@ -1,0 +1,1 @@
+"""The control-plane gRPC services: resource, app, scheduler and node."""

@@ -1,0 +1,1 @@
+"""App service: the apps' API and one optimistic shared-state scheduler per application."""

@@ -1,0 +1,1 @@
+"""Node service: hands replica assignments to node agents and collects replica status."""

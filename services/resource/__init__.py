@@ -1,0 +1,1 @@
+"""Resource service: node registry, heartbeats, failure detection, pre-aggregated cluster watch."""

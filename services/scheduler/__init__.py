@@ -1,0 +1,1 @@
+"""Scheduler service: disaster recovery (re-placement, Ray federation) and gateway routes."""
