@@ -1,0 +1,1 @@
+"""Generated from proto/ by `python -m astra._codegen`. Do not edit."""
