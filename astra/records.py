@@ -1,0 +1,121 @@
+"""Internal records kept in the store, and their compact encoding.
+
+These are not the API: the protos in ``proto/astra/v1`` are what clients see, and
+services convert between the two. Records are msgpack maps of their fields, so a
+field added later reads as its default from an older record and unknown fields
+from a newer one are ignored (rolling upgrades).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import msgpack
+
+
+class NodePhase(enum.StrEnum):
+    READY = "READY"
+    DRAINING = "DRAINING"
+    DEAD = "DEAD"
+
+
+@dataclass(slots=True)
+class Quantity:
+    """An amount of schedulable resources."""
+
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    gpus: int = 0
+
+    def fits_in(self, free: Quantity) -> bool:
+        return self.cpu_millis <= free.cpu_millis and self.memory_bytes <= free.memory_bytes and self.gpus <= free.gpus
+
+    def __add__(self, other: Quantity) -> Quantity:
+        return Quantity(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes, self.gpus + other.gpus)
+
+    def __sub__(self, other: Quantity) -> Quantity:
+        return Quantity(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes, self.gpus - other.gpus)
+
+
+class Record:
+    """Mixin: encode a dataclass record to bytes and back."""
+
+    _nested: ClassVar[dict[str, type]] = {}
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb(_plain(self), use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        raw: dict[str, Any] = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values = {name: value for name, value in raw.items() if name in known}
+        for name, kind in cls._nested.items():
+            if isinstance(values.get(name), dict):
+                values[name] = kind(**values[name])
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(slots=True)
+class GpuInfo:
+    model: str = ""
+    memory_bytes: int = 0
+    uuid: str = ""
+
+
+@dataclass(slots=True)
+class NodeRecord(Record):
+    """A node's membership, written only on transitions (never per heartbeat)."""
+
+    _nested: ClassVar[dict[str, type]] = {"capacity": Quantity}
+
+    node_id: str
+    uid: str
+    capacity: Quantity
+    address: str = ""
+    zone: str = ""
+    accelerator: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    agent_version: str = ""
+    phase: str = NodePhase.READY.value
+    phase_reason: str = ""
+    generation: int = 1
+    create_time: float = 0.0
+    update_time: float = 0.0
+    owner: str = ""
+
+
+@dataclass(slots=True)
+class AllocRecord(Record):
+    """What is placed on one node: replica name -> (cpu_millis, memory_bytes, gpus).
+
+    The contended object of optimistic commits: a scheduler compares its
+    ``mod_revision`` and writes it in the same transaction as the replicas it places.
+    """
+
+    node_id: str
+    replicas: dict[str, list[int]] = field(default_factory=dict)
+
+    def used(self) -> Quantity:
+        total = Quantity()
+        for cpu, memory, gpus in self.replicas.values():
+            total.cpu_millis += cpu
+            total.memory_bytes += memory
+            total.gpus += gpus
+        return total
