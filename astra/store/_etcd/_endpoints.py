@@ -34,7 +34,9 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-async def _first_response(method: grpc.aio.StreamStreamMultiCallable, request: Message, *, timeout: float) -> Any:
+async def _first_response(
+    method: grpc.aio.StreamStreamMultiCallable, request: Message, *, timeout: float
+) -> Any:
     """Send one request on a new stream and return the first response."""
     call = method(iter((request,)), timeout=timeout)
     try:

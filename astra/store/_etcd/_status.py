@@ -27,7 +27,8 @@ UNAVAILABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEAD
 
 def never_sent(exc: grpc.aio.AioRpcError) -> bool:
     """Whether the call failed before reaching etcd, so even a write may be retried."""
-    return exc.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in (exc.details() or "")
+    details = exc.details() or ""
+    return exc.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in details
 
 
 def is_compacted(exc: grpc.aio.AioRpcError) -> bool:
@@ -51,10 +52,10 @@ def store_error(exc: grpc.aio.AioRpcError, request: Message) -> StoreError:
         assert isinstance(request, rpc.TxnRequest)
         ops = max(len(request.compare), len(request.success), len(request.failure))
         return TooManyOpsError(ops, MAX_TXN_OPS)
-    if "request is too large" in details or code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+    if "request is too large" in details or "larger than max" in details:
         return ValueTooLargeError(request.ByteSize(), MAX_REQUEST_BYTES)
     if "duplicate key" in details:
-        return LimitError(f"etcd does not allow one transaction branch to write a key twice ({details})")
+        return LimitError(f"etcd refuses a transaction branch that writes a key twice ({details})")
     if code is grpc.StatusCode.NOT_FOUND and "lease not found" in details:
         return LeaseNotFoundError(_lease_of(request))
     return StoreError(f"etcd: {code.name}: {details}")
@@ -62,5 +63,6 @@ def store_error(exc: grpc.aio.AioRpcError, request: Message) -> StoreError:
 
 def _lease_of(request: Message) -> int:
     if isinstance(request, rpc.TxnRequest):
-        return next((op.request_put.lease for op in (*request.success, *request.failure) if op.request_put.lease), 0)
+        leases = (op.request_put.lease for op in (*request.success, *request.failure))
+        return next((lease for lease in leases if lease), 0)
     return int(getattr(request, "ID", 0))

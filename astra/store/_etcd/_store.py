@@ -104,14 +104,17 @@ class EtcdStore(Store):
         assert isinstance(response, rpc.RangeResponse)
         return _codec.range_result(response, response.header.revision)
 
-    async def _txn(self, compares: list[Compare], success: list[Op], failure: list[Op]) -> TxnResult:
+    async def _txn(
+        self, compares: list[Compare], success: list[Op], failure: list[Op]
+    ) -> TxnResult:
         request = _codec.txn_request(compares, success, failure)
         response = await self._call("Txn", request, idempotent=False)
         assert isinstance(response, rpc.TxnResponse)
         return _codec.txn_result(response)
 
     async def current_revision(self) -> int:
-        response = await self._call("Range", rpc.RangeRequest(key=_NO_KEY, count_only=True), idempotent=True)
+        request = rpc.RangeRequest(key=_NO_KEY, count_only=True)
+        response = await self._call("Range", request, idempotent=True)
         assert isinstance(response, rpc.RangeResponse)
         return int(response.header.revision)
 
@@ -169,7 +172,8 @@ class EtcdStore(Store):
                 if response.compact_revision:
                     raise CompactedError(start_revision, response.compact_revision)
                 if response.canceled:
-                    reason = f"etcd at {endpoint.address} canceled the watch: {response.cancel_reason}"
+                    reason = f"etcd at {endpoint.address} canceled the watch: "
+                    reason += response.cancel_reason
                     if not is_no_leader(response.cancel_reason):
                         raise StoreError(reason)
                     self._endpoints.failed(endpoint)

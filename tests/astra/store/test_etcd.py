@@ -76,7 +76,9 @@ async def test_calls_fail_over_to_the_next_endpoint(etcd_server: EtcdProcess, pr
     dead = f"127.0.0.1:{free_port()}"
     async with await EtcdStore.connect([dead, etcd_server.endpoint]) as store:
         put = await store.put(prefix + "k", b"v")
-        result = await store.txn([Compare.mod_revision(prefix + "k") == put.revision], [Put(prefix + "k", b"w")])
+        result = await store.txn(
+            [Compare.mod_revision(prefix + "k") == put.revision], [Put(prefix + "k", b"w")]
+        )
         assert result.succeeded
         kv = await store.get(prefix + "k")
         assert kv is not None and kv.value == b"w"
@@ -165,7 +167,9 @@ async def test_watch_resumes_across_an_etcd_restart_without_loss_or_repeats(
     assert deleted.prev is not None and deleted.prev.value == b"before"
 
 
-async def test_watch_catching_up_splits_etcd_responses_by_revision(store: EtcdStore, prefix: str) -> None:
+async def test_watch_catching_up_splits_etcd_responses_by_revision(
+    store: EtcdStore, prefix: str
+) -> None:
     first = (await store.put(prefix + "a", b"1")).revision
     await store.put(prefix + "a", b"2")
     await store.txn([], [Put(prefix + "b", b"1"), Put(prefix + "c", b"1"), Delete(prefix + "a")])
@@ -186,7 +190,9 @@ async def test_watch_catching_up_splits_etcd_responses_by_revision(store: EtcdSt
     assert groups[2][2].type is EventType.DELETE and groups[2][2].prev is not None
 
 
-async def test_compacted_revisions_report_etcds_compaction_point(store: EtcdStore, prefix: str) -> None:
+async def test_compacted_revisions_report_etcds_compaction_point(
+    store: EtcdStore, prefix: str
+) -> None:
     old = (await store.put(prefix + "k", b"1")).revision
     point = (await store.put(prefix + "k", b"2")).revision
     await store.compact(point)
@@ -217,7 +223,9 @@ async def test_etcds_own_limits_map_to_limit_errors(store: EtcdStore, prefix: st
     assert (await store.range(prefix)).kvs == []
 
 
-async def test_leases_keep_alive_expire_and_delete_their_keys(store: EtcdStore, prefix: str) -> None:
+async def test_leases_keep_alive_expire_and_delete_their_keys(
+    store: EtcdStore, prefix: str
+) -> None:
     lease = await store.lease_grant(1)
     assert lease.ttl >= 1  # etcd raises short TTLs to its minimum
     assert await store.lease_keepalive(lease.id) == lease.ttl
