@@ -34,6 +34,10 @@ class EtcdStore(Store):
 
     Open it with :meth:`connect`. Writes always ask etcd for previous values, so
     :class:`PutResult` and :class:`DeleteResult` carry ``prev``.
+
+    An :class:`UnavailableError` from a write whose request reached etcd leaves its
+    outcome unknown (etcd may have applied it before the connection broke): retry
+    writes under compares, as optimistic commits do anyway.
     """
 
     def __init__(self, endpoints: Endpoints) -> None:
@@ -89,9 +93,9 @@ class EtcdStore(Store):
     async def _compact_revision(self, compacted: int) -> int:
         """etcd's compaction point, which only a watch from a compacted revision tells."""
         try:
-            async with asyncio.timeout(self._endpoints.timeout):
-                async for _ in self._watch(_NO_KEY.decode(), compacted):
-                    break
+            watch = self._watch(_NO_KEY.decode(), compacted)
+            async with asyncio.timeout(self._endpoints.timeout), contextlib.aclosing(watch):
+                await anext(watch)
         except CompactedError as exc:
             return exc.compact_revision
         except TimeoutError:
