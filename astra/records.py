@@ -119,3 +119,55 @@ class AllocRecord(Record):
             total.memory_bytes += memory
             total.gpus += gpus
         return total
+
+
+class ReplicaPhase(enum.StrEnum):
+    """Where a replica is in its life; the names of the proto's ``ReplicaPhase``."""
+
+    PENDING = "PENDING"
+    STARTING = "STARTING"
+    READY = "READY"
+    DRAINING = "DRAINING"
+    DRAINED = "DRAINED"
+    FAILED = "FAILED"
+
+
+class ReplicaRole(enum.StrEnum):
+    """A replica's role in its Ray cluster; the names of the proto's ``ReplicaRole``."""
+
+    HEAD = "HEAD"
+    WORKER = "WORKER"
+
+
+@dataclass(slots=True)
+class ReplicaRecord(Record):
+    """One placed replica. Schedulers write its placement (node, cluster, role,
+    resources, models) in the same transaction as the node's :class:`AllocRecord`;
+    the Node service writes its status (phase, endpoint, ...) from agents' reports.
+
+    ``models`` holds one map per model: name, version, uri, sha256, format.
+    """
+
+    _nested: ClassVar[dict[str, type]] = {"resources": Quantity}
+
+    app_id: str
+    replica_id: str
+    node_id: str
+    ray_cluster: str = ""
+    role: str = ReplicaRole.WORKER.value
+    resources: Quantity = field(default_factory=Quantity)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    app_generation: int = 0
+    phase: str = ReplicaPhase.PENDING.value
+    endpoint: str = ""
+    execution_provider: str = ""
+    message: str = ""
+    ray_head_address: str = ""
+    create_time: float = 0.0
+    update_time: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """The resource name, ``apps/{app_id}/replicas/{replica_id}``: the key of
+        :attr:`AllocRecord.replicas`."""
+        return f"apps/{self.app_id}/replicas/{self.replica_id}"
