@@ -1,0 +1,61 @@
+"""The ``astra`` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+import astra
+from astra import server
+from astra._log import configure_logging
+from astra.cli import _up
+from astra.cli._options import settings_options
+from astra.config import Settings
+from astra.errors import AstraError
+from astra.store import StoreError
+
+_log = logging.getLogger("astra.cli")
+
+
+class _Group(click.Group):
+    """A click group whose commands fail with a one-line message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (AstraError, StoreError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            _log.debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc} (--log-level debug shows where)"
+            ) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(astra.__version__, prog_name="astra")
+def main() -> None:
+    """AstraRay: a control plane for AI inference on Ray.
+
+    Every setting can be given as a flag, an ASTRA_* environment variable or in the
+    TOML file named by --config (or ASTRA_CONFIG), in that order of precedence.
+    """
+
+
+@main.command()
+@settings_options
+def up(settings: Settings) -> None:
+    """Run AstraRay on this machine (embedded store by default) until Ctrl-C or SIGTERM."""
+    configure_logging(settings.log_level)
+    server.run(_up.up(settings))
+
+
+@main.command()
+@settings_options
+def config(settings: Settings) -> None:
+    """Print the settings in effect, as JSON."""
+    click.echo(settings.model_dump_json(indent=2))

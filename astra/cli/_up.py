@@ -1,0 +1,122 @@
+"""``astra up``: run AstraRay on this machine as a list of components.
+
+A component is an async context manager factory taking the :class:`Runtime`: entering
+it starts the component, leaving it stops it. ``astra up`` enters :data:`COMPONENTS` in
+order and leaves them in reverse, so a component may use whatever the earlier ones put
+on the runtime. Services add themselves to the list before ``api_server``, registering
+their servicers on ``runtime.api`` (which starts listening in ``api_server``) and
+their background work with ``runtime.api.spawn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+
+from astra import telemetry
+from astra.config import Settings
+from astra.errors import ConfigError
+from astra.server import Server
+from astra.store import Store, open_store
+
+_log = logging.getLogger("astra.up")
+
+
+class Runtime:
+    """What the components of one ``astra up`` share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: The gRPC API server; register servicers before the ``api_server`` component.
+        self.api = Server(settings.api_address, grace=settings.shutdown_grace)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The open store (from the ``store`` component on)."""
+        if self._store is None:
+            raise RuntimeError("the store is not open yet: put this component after `store`")
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
+
+
+Component = Callable[[Runtime], AbstractAsyncContextManager[None]]
+
+
+@contextlib.asynccontextmanager
+async def tracing(runtime: Runtime) -> AsyncIterator[None]:
+    """OpenTelemetry as the settings say (off by default); flushed on the way out."""
+    telemetry.configure(runtime.settings.otel)
+    try:
+        yield
+    finally:
+        telemetry.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def store(runtime: Runtime) -> AsyncIterator[None]:
+    """The control plane's store, from ``store_url``."""
+    url = runtime.settings.store_url
+    try:
+        opened = await open_store(url)
+    except ValueError as exc:
+        raise ConfigError(f"store_url: {exc}") from None
+    runtime.store = opened
+    _log.info("store: %s", url)
+    try:
+        yield
+    finally:
+        await opened.close()
+
+
+@contextlib.asynccontextmanager
+async def api_server(runtime: Runtime) -> AsyncIterator[None]:
+    """The gRPC API with every service registered before it, health and reflection."""
+    api = runtime.api
+    await api.start()
+    _log.info(
+        "gRPC API on %s serving %s (try: grpcurl -plaintext %s list)",
+        api.address, ", ".join(api.service_names), api.address,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        await api.shutdown()
+
+
+COMPONENTS: tuple[Component, ...] = (tracing, store, api_server)
+
+
+async def run_components(runtime: Runtime, components: Sequence[Component], stop: asyncio.Event) -> None:
+    """Start ``components`` in order, wait for ``stop``, stop them in reverse order.
+
+    A component that fails to start stops the ones already started, and its error
+    propagates.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        for component in components:
+            await stack.enter_async_context(component(runtime))
+        _log.info("AstraRay is up; Ctrl-C or SIGTERM stops it")
+        await stop.wait()
+        _log.info("shutting down")
+    _log.info("stopped")
+
+
+async def up(settings: Settings) -> None:
+    """Run :data:`COMPONENTS` until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_components(Runtime(settings), COMPONENTS, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

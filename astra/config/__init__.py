@@ -1,0 +1,12 @@
+"""AstraRay's settings: one typed, immutable object from flags, environment, TOML and defaults::
+
+    settings = Settings.load(config_file=path, overrides={"api_address": "127.0.0.1:0"})
+
+Precedence, highest first: CLI flags (``overrides``), ``ASTRA_*`` environment variables,
+the TOML file named by ``--config`` or ``ASTRA_CONFIG``, defaults. An invalid value raises
+:class:`astra.errors.ConfigError` naming the setting.
+"""
+
+from astra.config._settings import OtelSettings, Settings, env_name, flag_name, setting_fields
+
+__all__ = ["OtelSettings", "Settings", "env_name", "flag_name", "setting_fields"]

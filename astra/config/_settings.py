@@ -1,0 +1,224 @@
+"""AstraRay's one typed settings object.
+
+Every setting comes, highest precedence first, from a CLI flag, an ``ASTRA_*``
+environment variable, the TOML config file (``--config`` or ``ASTRA_CONFIG``), or its
+default. Nested settings use ``__`` in the environment (``ASTRA_OTEL__EXPORTER``), a
+table in TOML (``[otel] exporter = "console"``) and dashes on the command line
+(``--otel-exporter``). Durations are seconds, or a number with a unit: ``500ms``,
+``1s``, ``2m``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from astra.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+def _parse_duration(value: object) -> object:
+    """``"500ms"`` → 0.5; numbers and anything else pass through to float validation."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match[1]) * _UNIT_SECONDS[match[2]]
+    return value
+
+
+def _check_address(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be host:port with a port in 0..65535 (e.g. 127.0.0.1:7100)")
+    return value
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "astra"
+
+
+Seconds = Annotated[PositiveFloat, BeforeValidator(_parse_duration)]
+Address = Annotated[str, AfterValidator(_check_address)]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+    BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
+]
+
+
+class OtelSettings(BaseModel):
+    """OpenTelemetry export. Off unless an exporter is chosen or an OTLP endpoint is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str | None = Field(
+        default=None,
+        description="OTLP gRPC endpoint (default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    exporter: Literal["none", "otlp", "console"] = Field(
+        default_factory=lambda data: (
+            "otlp" if data["endpoint"] or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "none"
+        ),
+        description="where traces and metrics go: none, otlp or console "
+        "(default: otlp when an OTLP endpoint is set, else none)",
+    )
+    service_name: str = Field(default="astra", min_length=1, description="OTel service.name")
+
+
+# The parsed config file while :meth:`Settings.load` builds the settings.
+_file_settings: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "_file_settings", default=None
+)
+
+
+class Settings(BaseSettings):
+    """Everything an AstraRay process is configured with. Immutable once loaded.
+
+    Build it with :meth:`load` (flags, environment, TOML, defaults); ``Settings()``
+    alone reads the environment and defaults only.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASTRA_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    state_dir: Annotated[Path, AfterValidator(lambda path: path.expanduser().resolve())] = Field(
+        default_factory=_default_state_dir,
+        description="where local state lives (default: $XDG_STATE_HOME/astra or ~/.local/state/astra)",
+    )
+    store_url: str = Field(
+        default_factory=lambda data: f"sqlite://{data['state_dir']}/store.db",
+        description="etcd://host:port[,host:port], sqlite:///path or memory:// "
+        "(default: sqlite:///<state_dir>/store.db)",
+    )
+    api_address: Address = Field(default="127.0.0.1:7100", description="gRPC API listen address")
+    gateway_address: Address = Field(default="127.0.0.1:8001", description="gateway listen address")
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    otel: OtelSettings = Field(default_factory=OtelSettings)
+    heartbeat_interval: Seconds = Field(default=1.0, description="node heartbeat period")
+    dead_after: Seconds = Field(default=3.0, description="silence after which a node is dead")
+    shutdown_grace: Seconds = Field(default=5.0, description="time in-flight RPCs get on shutdown")
+    redis_url: Annotated[str | None, AfterValidator(_check_redis_url)] = Field(
+        default=None, description="Redis for the async broker and Ray head recovery (optional)"
+    )
+
+    @model_validator(mode="after")
+    def _check_failure_detection(self) -> Settings:
+        if self.dead_after <= self.heartbeat_interval:
+            raise ValueError(
+                f"dead_after ({self.dead_after:g}s) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval:g}s)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, InitSettingsSource(settings_cls, _file_settings.get() or {})
+
+    @classmethod
+    def load(
+        cls, *, config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Resolve the settings: ``overrides`` (CLI flags, nested like the model) > the
+        ``ASTRA_*`` environment > the TOML ``config_file`` (else ``$ASTRA_CONFIG``, if set)
+        > defaults.
+
+        Raises:
+            ConfigError: a value is invalid, or the config file is missing or not TOML;
+                the message names the setting and where to set it.
+        """
+        path = config_file or (Path(os.environ["ASTRA_CONFIG"]) if os.environ.get("ASTRA_CONFIG") else None)
+        token = _file_settings.set(None if path is None else _read_toml(path))
+        try:
+            return cls(**(overrides or {}))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        finally:
+            _file_settings.reset(token)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def setting_fields(
+    model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every leaf setting as (path, field), nested models flattened: ``("otel", "exporter")``."""
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from setting_fields(annotation, (*prefix, name))
+        else:
+            yield (*prefix, name), info
+
+
+def flag_name(path: tuple[str, ...]) -> str:
+    """The CLI flag of a setting: ``("otel", "exporter")`` → ``--otel-exporter``."""
+    return "--" + "-".join(path).replace("_", "-")
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    """The environment variable of a setting: ``("otel", "exporter")`` → ``ASTRA_OTEL__EXPORTER``."""
+    return "ASTRA_" + "__".join(path).upper()
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        if error["type"] == "default_factory_not_called":
+            continue  # a consequence of another error, reported on its own
+        path = tuple(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not path:
+            problems.append(message)
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {'.'.join(path)}")
+        else:
+            problems.append(
+                f"{'.'.join(path)} ({flag_name(path)}, {env_name(path)}): {message}, "
+                f"got {error['input']!r}"
+            )
+    return "invalid settings: " + "; ".join(problems)

@@ -1,0 +1,134 @@
+"""Settings: defaults, precedence (flags > env > TOML > defaults) and clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from astra.config import Settings, env_name, flag_name, setting_fields
+from astra.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ASTRA_* or OTEL_* variable of the machine leaks in; XDG state under tmp_path."""
+    for name in list(os.environ):
+        if name.startswith(("ASTRA_", "OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "astra.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults(tmp_path):
+    settings = Settings.load()
+    assert settings.state_dir == tmp_path / "xdg" / "astra"
+    assert settings.store_url == f"sqlite://{tmp_path}/xdg/astra/store.db"
+    assert settings.api_address == "127.0.0.1:7100"
+    assert settings.gateway_address == "127.0.0.1:8001"
+    assert settings.log_level == "INFO"
+    assert settings.otel.exporter == "none"
+    assert (settings.heartbeat_interval, settings.dead_after) == (1.0, 3.0)
+    assert settings.redis_url is None
+
+
+def test_state_dir_defaults_to_local_state_without_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings.load().state_dir == tmp_path / ".local" / "state" / "astra"
+
+
+def test_flags_beat_env_beat_toml_beat_defaults(monkeypatch, tmp_path):
+    config = write_toml(
+        tmp_path,
+        'api_address = "10.0.0.1:1"\ngateway_address = "10.0.0.1:2"\nlog_level = "error"\n'
+        '[otel]\nexporter = "console"\nservice_name = "from-toml"\n',
+    )
+    monkeypatch.setenv("ASTRA_API_ADDRESS", "10.0.0.2:1")
+    monkeypatch.setenv("ASTRA_GATEWAY_ADDRESS", "10.0.0.2:2")
+    monkeypatch.setenv("ASTRA_OTEL__SERVICE_NAME", "from-env")
+    settings = Settings.load(
+        config_file=config, overrides={"api_address": "10.0.0.3:1", "otel": {"exporter": "none"}}
+    )
+    assert settings.api_address == "10.0.0.3:1"  # flag over env and TOML
+    assert settings.gateway_address == "10.0.0.2:2"  # env over TOML
+    assert settings.log_level == "ERROR"  # TOML over the default
+    assert settings.otel.exporter == "none"  # nested flag over TOML
+    assert settings.otel.service_name == "from-env"  # nested env over TOML
+    assert settings.heartbeat_interval == 1.0  # default
+
+
+def test_the_config_file_can_come_from_astra_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASTRA_CONFIG", str(write_toml(tmp_path, 'redis_url = "redis://127.0.0.1:6379/0"\n')))
+    assert Settings.load().redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_the_store_url_follows_the_state_dir(tmp_path):
+    settings = Settings.load(overrides={"state_dir": str(tmp_path / "state")})
+    assert settings.store_url == f"sqlite://{tmp_path}/state/store.db"
+    assert Settings.load(overrides={"store_url": "memory://"}).store_url == "memory://"
+
+
+def test_durations_take_units():
+    settings = Settings.load(overrides={"heartbeat_interval": "250ms", "dead_after": "1.5s", "shutdown_grace": "2m"})
+    assert (settings.heartbeat_interval, settings.dead_after, settings.shutdown_grace) == (0.25, 1.5, 120.0)
+
+
+def test_an_otlp_endpoint_in_the_environment_turns_otlp_on(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    assert Settings.load().otel.exporter == "otlp"
+    assert Settings.load(overrides={"otel": {"exporter": "console"}}).otel.exporter == "console"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"api_address": "localhost"}, "api_address (--api-address, ASTRA_API_ADDRESS): must be host:port"),
+        ({"gateway_address": "h:99999"}, "gateway_address (--gateway-address, ASTRA_GATEWAY_ADDRESS)"),
+        ({"log_level": "loud"}, "log_level (--log-level, ASTRA_LOG_LEVEL)"),
+        ({"otel": {"exporter": "jaeger"}}, "otel.exporter (--otel-exporter, ASTRA_OTEL__EXPORTER)"),
+        ({"heartbeat_interval": "-1s"}, "heartbeat_interval (--heartbeat-interval, ASTRA_HEARTBEAT_INTERVAL)"),
+        ({"dead_after": "soon"}, "got 'soon'"),
+        ({"redis_url": "http://x"}, "redis_url (--redis-url, ASTRA_REDIS_URL): must be a redis://"),
+        ({"dead_after": "1s"}, "dead_after (1s) must be longer than heartbeat_interval (1s)"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_the_setting(overrides, message):
+    with pytest.raises(ConfigError, match="^invalid settings: ") as caught:
+        Settings.load(overrides=overrides)
+    assert message in str(caught.value)
+
+
+def test_a_bad_environment_value_is_reported(monkeypatch):
+    monkeypatch.setenv("ASTRA_API_ADDRESS", "nowhere")
+    with pytest.raises(ConfigError, match=r"api_address .*got 'nowhere'"):
+        Settings.load()
+
+
+def test_config_file_problems_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file .*missing.toml"):
+        Settings.load(config_file=tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        Settings.load(config_file=write_toml(tmp_path, "api_address = \n"))
+    with pytest.raises(ConfigError, match="unknown setting api_adress"):
+        Settings.load(config_file=write_toml(tmp_path, 'api_adress = "127.0.0.1:1"\n'))
+
+
+def test_settings_are_immutable():
+    settings = Settings.load()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.api_address = "127.0.0.1:1"  # type: ignore[misc]
+
+
+def test_every_setting_has_a_flag_an_env_var_and_a_description():
+    paths = [path for path, _ in setting_fields()]
+    assert ("otel", "exporter") in paths and ("store_url",) in paths
+    assert flag_name(("otel", "exporter")) == "--otel-exporter"
+    assert env_name(("otel", "exporter")) == "ASTRA_OTEL__EXPORTER"
+    assert all(info.description for _, info in setting_fields())

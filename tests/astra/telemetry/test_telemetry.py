@@ -1,0 +1,130 @@
+"""Telemetry set-up: off by default, in-memory for tests, console, and OTLP to a real collector."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from astra import telemetry
+from astra.config import OtelSettings
+
+
+@pytest.fixture(autouse=True)
+def telemetry_off_after():
+    yield
+    telemetry.shutdown()
+
+
+def metric_names(reader: InMemoryMetricReader) -> set[str]:
+    data = reader.get_metrics_data()
+    return {
+        metric.name
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+
+
+def test_off_by_default_with_no_op_tracers():
+    telemetry.configure(OtelSettings(exporter="none"))
+    assert not telemetry.enabled()
+    with telemetry.tracer("test").start_as_current_span("nothing") as span:
+        assert not span.is_recording()
+
+
+def test_in_memory_exporters_receive_spans_and_metrics():
+    spans, metrics = InMemorySpanExporter(), InMemoryMetricReader()
+    telemetry.configure(OtelSettings(service_name="astra-test"), span_exporter=spans, metric_reader=metrics)
+    assert telemetry.enabled()
+    assert telemetry.tracer("test") is telemetry.tracer("test")
+    with telemetry.tracer("test").start_as_current_span("work"):
+        pass
+    telemetry.meter("test").create_counter("placements").add(3)
+    (span,) = spans.get_finished_spans()
+    assert span.name == "work" and span.resource.attributes["service.name"] == "astra-test"
+    assert "placements" in metric_names(metrics)
+
+
+def test_reconfiguring_replaces_and_shutdown_turns_it_off():
+    first, second = InMemorySpanExporter(), InMemorySpanExporter()
+    telemetry.configure(OtelSettings(), span_exporter=first)
+    old_tracer = telemetry.tracer("test")
+    telemetry.configure(OtelSettings(), span_exporter=second)
+    with telemetry.tracer("test").start_as_current_span("after"):
+        pass
+    assert telemetry.tracer("test") is not old_tracer
+    assert [span.name for span in second.get_finished_spans()] == ["after"]
+    assert first.get_finished_spans() == ()
+    telemetry.shutdown()
+    assert not telemetry.enabled()
+    telemetry.shutdown()  # idempotent
+
+
+CONSOLE_SCRIPT = """
+from astra import telemetry
+from astra.config import OtelSettings
+telemetry.configure(OtelSettings(exporter="console"))
+with telemetry.tracer("test").start_as_current_span("printed"):
+    pass
+telemetry.shutdown()
+"""
+
+
+def test_the_console_exporter_prints_spans():
+    # A child process: the exporter writes to the sys.stdout it saw at import time.
+    root = Path(__file__).parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", CONSOLE_SCRIPT], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert json.loads(out[: out.index("\n}") + 2])["name"] == "printed"
+
+
+class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer):
+    """A minimal OTLP/gRPC collector that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.spans: list[str] = []
+        self.metrics: list[str] = []
+        self.services: set[str] = set()
+
+    async def Export(self, request, context):  # noqa: N802 (both services name it Export)
+        for resource in getattr(request, "resource_spans", ()):
+            self.services.update(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
+            self.spans += [span.name for scope in resource.scope_spans for span in scope.spans]
+            return trace_service_pb2.ExportTraceServiceResponse()
+        for resource in request.resource_metrics:
+            self.metrics += [metric.name for scope in resource.scope_metrics for metric in scope.metrics]
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+async def test_otlp_exports_to_a_collector():
+    collector = Collector()
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        telemetry.configure(OtelSettings(endpoint=endpoint, service_name="astra-otlp"))
+        assert telemetry.enabled()  # an endpoint alone picks the OTLP exporter
+        with telemetry.tracer("test").start_as_current_span("shipped"):
+            pass
+        telemetry.meter("test").create_counter("evictions").add(1)
+        await asyncio.to_thread(telemetry.shutdown)  # blocking flush; the collector runs on this loop
+    finally:
+        await server.stop(None)
+    assert collector.spans == ["shipped"] and collector.services == {"astra-otlp"}
+    assert "evictions" in collector.metrics
