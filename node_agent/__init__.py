@@ -1,1 +1,49 @@
-"""The node agent: registers its machine, heartbeats, runs Ray and model replicas."""
+"""The node agent: registers its machine, heartbeats it, follows the replicas placed on
+it and hands them to a :class:`ReplicaRuntime`, and leaves gracefully on SIGTERM or
+``astra agent prestop``.
+"""
+
+from node_agent._agent import LEAVE_TIMEOUT, NodeAgent
+from node_agent._assignments import Assignments
+from node_agent._config import AgentConfig
+from node_agent._membership import Membership, RegistrationError
+from node_agent._prestop import prestop
+from node_agent._probe import (
+    NVIDIA_SMI_QUERY,
+    Gpu,
+    Machine,
+    address_towards,
+    find_gpus,
+    parse_nvidia_smi,
+    probe_machine,
+    read_usage,
+)
+from node_agent._reporter import StatusReporter
+from node_agent._retry import TRANSIENT, Backoff, retry_call
+from node_agent._runtime import ReplicaRuntime, ReportStatus, RuntimeFactory, load_runtime_factory
+
+__all__ = [
+    "LEAVE_TIMEOUT",
+    "NVIDIA_SMI_QUERY",
+    "TRANSIENT",
+    "AgentConfig",
+    "Assignments",
+    "Backoff",
+    "Gpu",
+    "Machine",
+    "Membership",
+    "NodeAgent",
+    "RegistrationError",
+    "ReplicaRuntime",
+    "ReportStatus",
+    "RuntimeFactory",
+    "StatusReporter",
+    "address_towards",
+    "find_gpus",
+    "load_runtime_factory",
+    "parse_nvidia_smi",
+    "prestop",
+    "probe_machine",
+    "read_usage",
+    "retry_call",
+]

@@ -22,11 +22,18 @@ async def store(etcd_server: EtcdProcess) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def stub(store: Store) -> AsyncIterator[node_service_pb2_grpc.NodeServiceStub]:
+async def node_server(store: Store) -> AsyncIterator[Server]:
+    """A gRPC server on a free loopback port serving the Node service."""
     service = NodeService(store)
     server = Server("127.0.0.1:0", grace=0.2)
     service.register(server)
-    async with service, server, grpc.aio.insecure_channel(server.address) as channel:
+    async with service, server:
+        yield server
+
+
+@pytest.fixture
+async def stub(node_server: Server) -> AsyncIterator[node_service_pb2_grpc.NodeServiceStub]:
+    async with grpc.aio.insecure_channel(node_server.address) as channel:
         yield node_service_pb2_grpc.NodeServiceStub(channel)
 
 
