@@ -12,7 +12,9 @@ import click
 from astra.config import Settings, env_name, flag_name, setting_fields
 
 # click parameter name (``otel_exporter``) -> setting path (``("otel", "exporter")``).
-_PARAMS = {flag_name(path).removeprefix("--").replace("-", "_"): path for path, _ in setting_fields()}
+_PARAMS = {
+    flag_name(path).removeprefix("--").replace("-", "_"): path for path, _ in setting_fields()
+}
 
 
 def _overrides(params: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +41,8 @@ def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     decorated: Callable[..., Any] = with_settings
     for path, info in reversed(list(setting_fields())):
-        decorated = click.option(flag_name(path), help=f"{info.description} [env: {env_name(path)}]")(decorated)
+        help_text = f"{info.description} [env: {env_name(path)}]"
+        decorated = click.option(flag_name(path), help=help_text)(decorated)
     return click.option(
         "--config",
         type=click.Path(path_type=Path, dir_okay=False),

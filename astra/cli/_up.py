@@ -51,7 +51,7 @@ Component = Callable[[Runtime], AbstractAsyncContextManager[None]]
 
 
 @contextlib.asynccontextmanager
-async def tracing(runtime: Runtime) -> AsyncIterator[None]:
+async def otel(runtime: Runtime) -> AsyncIterator[None]:
     """OpenTelemetry as the settings say (off by default); flushed on the way out."""
     telemetry.configure(runtime.settings.otel)
     try:
@@ -81,20 +81,20 @@ async def api_server(runtime: Runtime) -> AsyncIterator[None]:
     """The gRPC API with every service registered before it, health and reflection."""
     api = runtime.api
     await api.start()
-    _log.info(
-        "gRPC API on %s serving %s (try: grpcurl -plaintext %s list)",
-        api.address, ", ".join(api.service_names), api.address,
-    )  # fmt: skip
+    address, services = api.address, ", ".join(api.service_names)
+    _log.info("gRPC API on %s serving %s (grpcurl -plaintext %s list)", address, services, address)
     try:
         yield
     finally:
         await api.shutdown()
 
 
-COMPONENTS: tuple[Component, ...] = (tracing, store, api_server)
+COMPONENTS: tuple[Component, ...] = (otel, store, api_server)
 
 
-async def run_components(runtime: Runtime, components: Sequence[Component], stop: asyncio.Event) -> None:
+async def run_components(
+    runtime: Runtime, components: Sequence[Component], stop: asyncio.Event
+) -> None:
     """Start ``components`` in order, wait for ``stop``, stop them in reverse order.
 
     A component that fails to start stops the ones already started, and its error

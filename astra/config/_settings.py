@@ -113,7 +113,8 @@ class Settings(BaseSettings):
 
     state_dir: Annotated[Path, AfterValidator(lambda path: path.expanduser().resolve())] = Field(
         default_factory=_default_state_dir,
-        description="where local state lives (default: $XDG_STATE_HOME/astra or ~/.local/state/astra)",
+        description="where local state lives "
+        "(default: $XDG_STATE_HOME/astra or ~/.local/state/astra)",
     )
     store_url: str = Field(
         default_factory=lambda data: f"sqlite://{data['state_dir']}/store.db",
@@ -149,7 +150,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, InitSettingsSource(settings_cls, _file_settings.get() or {})
+        file_settings = InitSettingsSource(settings_cls, _file_settings.get() or {})
+        return init_settings, env_settings, file_settings
 
     @classmethod
     def load(
@@ -163,8 +165,9 @@ class Settings(BaseSettings):
             ConfigError: a value is invalid, or the config file is missing or not TOML;
                 the message names the setting and where to set it.
         """
-        path = config_file or (Path(os.environ["ASTRA_CONFIG"]) if os.environ.get("ASTRA_CONFIG") else None)
-        token = _file_settings.set(None if path is None else _read_toml(path))
+        if config_file is None and os.environ.get("ASTRA_CONFIG"):
+            config_file = Path(os.environ["ASTRA_CONFIG"])
+        token = _file_settings.set(None if config_file is None else _read_toml(config_file))
         try:
             return cls(**(overrides or {}))
         except ValidationError as exc:
@@ -201,7 +204,7 @@ def flag_name(path: tuple[str, ...]) -> str:
 
 
 def env_name(path: tuple[str, ...]) -> str:
-    """The environment variable of a setting: ``("otel", "exporter")`` → ``ASTRA_OTEL__EXPORTER``."""
+    """The env variable of a setting: ``("otel", "exporter")`` → ``ASTRA_OTEL__EXPORTER``."""
     return "ASTRA_" + "__".join(path).upper()
 
 

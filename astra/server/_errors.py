@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -22,7 +21,7 @@ from astra.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from astra.server._interceptors import WrappingInterceptor
+from astra.server._interceptors import Context, WrappingInterceptor
 from astra.store import LimitError, UnavailableError
 
 _log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class ErrorInterceptor(WrappingInterceptor):
     """Turns what a servicer raises into the gRPC status the mapping names."""
 
     @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         try:
             yield
         except grpc.aio.AbortError:

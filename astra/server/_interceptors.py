@@ -38,7 +38,8 @@ SERVER_ERRORS = frozenset(
     }
 )
 
-Around = Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
+Context = grpc.aio.ServicerContext[Any, Any]
+Around = Callable[[Context], AbstractAsyncContextManager[None]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 _FACTORIES = {
@@ -76,7 +77,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     )
 
 
-def final_status(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> grpc.StatusCode:
+def final_status(context: Context, error: BaseException | None) -> grpc.StatusCode:
     """The status a call ended with, given the exception its behaviour raised (if any)."""
     if isinstance(error, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
@@ -87,9 +88,7 @@ def final_status(context: grpc.aio.ServicerContext[Any, Any], error: BaseExcepti
 
 
 @contextlib.contextmanager
-def observed(
-    context: grpc.aio.ServicerContext[Any, Any], report: Callable[[grpc.StatusCode, float], None]
-) -> Iterator[None]:
+def observed(context: Context, report: Callable[[grpc.StatusCode, float], None]) -> Iterator[None]:
     """Run the block, then ``report(status, seconds)`` with how the call ended and how long
     it took, whether it returned or raised."""
     start = time.perf_counter()
@@ -123,9 +122,7 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
         return cached[1]
 
     @abc.abstractmethod
-    def around(
-        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AbstractAsyncContextManager[None]:
+    def around(self, method: str, context: Context) -> AbstractAsyncContextManager[None]:
         """Wraps one call of ``method`` (``/package.Service/Method``)."""
 
 
@@ -134,14 +131,12 @@ class LoggingInterceptor(WrappingInterceptor):
     for server errors (:data:`SERVER_ERRORS`), INFO for the caller's errors."""
 
     @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         with observed(context, functools.partial(self._log, method, context)):
             yield
 
     @staticmethod
-    def _log(
-        method: str, context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, seconds: float
-    ) -> None:
+    def _log(method: str, context: Context, code: grpc.StatusCode, seconds: float) -> None:
         if code is grpc.StatusCode.OK:
             level = logging.DEBUG
         else:
@@ -180,9 +175,11 @@ class TelemetryInterceptor(WrappingInterceptor):
         return self._duration[1]
 
     @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         service, _, name = method.lstrip("/").partition("/")
-        attributes: dict[str, str | int] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        attributes: dict[str, str | int] = {
+            "rpc.system": "grpc", "rpc.service": service, "rpc.method": name
+        }
         carrier = {
             item.key: item.value
             for item in context.invocation_metadata() or ()
@@ -202,12 +199,13 @@ class TelemetryInterceptor(WrappingInterceptor):
         self,
         span: trace.Span,
         attributes: dict[str, str | int],
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: Context,
         code: grpc.StatusCode,
         seconds: float,
     ) -> None:
         attributes["rpc.grpc.status_code"] = code.value[0]
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         if code in SERVER_ERRORS:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{code.name}: {context.details() or ''}"))
+            description = f"{code.name}: {context.details() or ''}"
+            span.set_status(trace.Status(trace.StatusCode.ERROR, description))
         self._duration_histogram().record(seconds * 1000, attributes)

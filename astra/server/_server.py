@@ -61,7 +61,9 @@ class Server:
         """
         self._address = address
         self._grace = grace
-        self._interceptors = (TelemetryInterceptor(), LoggingInterceptor(), ErrorInterceptor(), *interceptors)
+        self._interceptors = (
+            TelemetryInterceptor(), LoggingInterceptor(), ErrorInterceptor(), *interceptors
+        )
         self._options = (("grpc.so_reuseport", 0), *options)
         self._registrations: dict[str, Callable[[grpc.aio.Server], None]] = {}
         self._serving: dict[str, bool] = {}
@@ -87,7 +89,9 @@ class Server:
 
     def add_generic_handler(self, handler: grpc.ServiceRpcHandler) -> None:
         """Serve a generic handler, e.g. from ``grpc.method_handlers_generic_handler``."""
-        self._register(handler.service_name(), lambda server: server.add_generic_rpc_handlers((handler,)))
+        self._register(
+            handler.service_name(), lambda server: server.add_generic_rpc_handlers((handler,))
+        )
 
     def _register(self, name: str, registration: Callable[[grpc.aio.Server], None]) -> None:
         if self._server is not None or self._shutdown is not None:
@@ -147,8 +151,11 @@ class Server:
         try:
             port = server.add_insecure_port(self._address)
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self._address}: address in use or not available") from exc
-        for service, serving in (dict.fromkeys(("", *self._registrations), True) | self._serving).items():
+            raise OSError(
+                f"cannot listen on {self._address}: address in use or not available"
+            ) from exc
+        initial = dict.fromkeys(("", *self._registrations), True) | self._serving
+        for service, serving in initial.items():
             await self._health.set(service, _SERVING if serving else _NOT_SERVING)
         await server.start()
         self._server, self._port = server, port

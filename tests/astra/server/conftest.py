@@ -48,8 +48,10 @@ async def serve() -> AsyncIterator[Serve]:
         **server_kwargs: Any,
     ) -> Running:
         handlers = {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-        handlers |= {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in (unary or {}).items()}
-        handlers |= {name: grpc.unary_stream_rpc_method_handler(fn) for name, fn in (stream or {}).items()}
+        for name, fn in (unary or {}).items():
+            handlers[name] = grpc.unary_unary_rpc_method_handler(fn)
+        for name, fn in (stream or {}).items():
+            handlers[name] = grpc.unary_stream_rpc_method_handler(fn)
         server = Server("127.0.0.1:0", **server_kwargs)
         server.add_generic_handler(grpc.method_handlers_generic_handler(PROBE, handlers))
         await server.start()

@@ -18,15 +18,16 @@ from astra.errors import (
 from astra.server import status_for
 from astra.store import EmptyKeyError, TooManyOpsError, UnavailableError
 
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 MAPPED = [
-    (InvalidArgumentError([FieldViolation("app.name", "is required")]), grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidArgumentError([FieldViolation("app.name", "required")]), INVALID_ARGUMENT),
     (NotFoundError("app shop not found"), grpc.StatusCode.NOT_FOUND),
     (AlreadyExistsError("app shop exists"), grpc.StatusCode.ALREADY_EXISTS),
     (ConflictError("etag 7 is stale"), grpc.StatusCode.ABORTED),
     (FailedPreconditionError("node n1 is dead"), grpc.StatusCode.FAILED_PRECONDITION),
     (UnavailableError("etcd is unreachable"), grpc.StatusCode.UNAVAILABLE),
-    (TooManyOpsError(129, 128), grpc.StatusCode.INVALID_ARGUMENT),
-    (EmptyKeyError(), grpc.StatusCode.INVALID_ARGUMENT),
+    (TooManyOpsError(129, 128), INVALID_ARGUMENT),
+    (EmptyKeyError(), INVALID_ARGUMENT),
     (NotImplementedError("Method not implemented!"), grpc.StatusCode.UNIMPLEMENTED),
 ]
 
@@ -38,7 +39,7 @@ def raising(error: BaseException):
     return behaviour
 
 
-@pytest.mark.parametrize(("error", "code"), MAPPED, ids=[type(error).__name__ for error, _ in MAPPED])
+@pytest.mark.parametrize(("error", "code"), MAPPED, ids=[type(e).__name__ for e, _ in MAPPED])
 async def test_a_raised_domain_error_is_answered_with_its_status(serve, error, code):
     running = await serve(unary={"Fail": raising(error)})
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -57,12 +58,13 @@ async def test_errors_map_through_subclasses():
 
 async def test_an_unexpected_error_is_internal_with_a_generic_message_and_logged(serve, caplog):
     running = await serve(unary={"Fail": raising(KeyError("secret internals"))})
-    with caplog.at_level(logging.ERROR, logger="astra.server"), pytest.raises(grpc.aio.AioRpcError) as caught:
-        await running.unary("Fail")(b"", timeout=5)
+    with caplog.at_level(logging.ERROR, logger="astra.server"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await running.unary("Fail")(b"", timeout=5)
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert caught.value.details() == "internal error"
-    logged = [record for record in caplog.records if record.exc_info and record.name == "astra.server._errors"]
-    assert len(logged) == 1
+    logged = [record for record in caplog.records if record.name == "astra.server._errors"]
+    assert len(logged) == 1 and logged[0].exc_info is not None
     assert "/astra.test.Probe/Fail" in logged[0].getMessage()
     assert "secret internals" in str(logged[0].exc_info[1])
 

@@ -64,7 +64,8 @@ async def test_status_set_before_start_is_the_initial_one():
 
 async def test_health_watchers_see_not_serving_before_the_server_drains(serve):
     running = await serve()
-    watch = health_pb2_grpc.HealthStub(running.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    health = health_pb2_grpc.HealthStub(running.channel)
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
     assert (await asyncio.wait_for(watch.read(), 5)).status == SERVING
     shutdown = asyncio.create_task(running.server.shutdown(grace=10))
     assert (await asyncio.wait_for(watch.read(), 5)).status == NOT_SERVING
@@ -79,7 +80,8 @@ async def test_health_watchers_see_not_serving_before_the_server_drains(serve):
 
 async def reflected_services(channel: grpc.aio.Channel) -> set[str]:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    call = stub.ServerReflectionInfo(iter([request]), timeout=5)
     (response,) = [response async for response in call]
     return {service.name for service in response.list_services_response.service}
 
@@ -102,7 +104,8 @@ class Traces(trace_service_pb2_grpc.TraceServiceServicer):
 async def test_a_generated_servicer_is_served_checked_and_reflected():
     descriptor = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
     server = Server()
-    server.add_servicer(Traces(), trace_service_pb2_grpc.add_TraceServiceServicer_to_server, descriptor)
+    add_to_server = trace_service_pb2_grpc.add_TraceServiceServicer_to_server
+    server.add_servicer(Traces(), add_to_server, descriptor)
     async with server, grpc.aio.insecure_channel(server.address) as channel:
         request = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[{}, {}])
         response = await trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=5)
@@ -173,7 +176,8 @@ async def test_serve_forever_shuts_down_when_cancelled():
     serving = asyncio.create_task(server.serve_forever())
     async with grpc.aio.insecure_channel(address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        response = await health.Check(health_pb2.HealthCheckRequest(), timeout=5, wait_for_ready=True)
+        request = health_pb2.HealthCheckRequest()
+        response = await health.Check(request, timeout=5, wait_for_ready=True)
     assert response.status == SERVING
     serving.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -187,7 +191,8 @@ async def test_lifecycle_misuse_is_an_error(serve):
         _ = idle.port
     running = await serve()
     with pytest.raises(RuntimeError, match="before start"):
-        running.server.add_generic_handler(grpc.method_handlers_generic_handler("astra.test.Late", {}))
+        late = grpc.method_handlers_generic_handler("astra.test.Late", {})
+        running.server.add_generic_handler(late)
     with pytest.raises(RuntimeError, match="started once"):
         await running.server.start()
     twice = Server()
@@ -233,7 +238,7 @@ async def test_a_failing_background_task_is_logged(serve, eventually, caplog):
 
     with caplog.at_level(logging.ERROR, logger="astra.server"):
         running.server.spawn(broken(), name="broken-task")
-        await eventually(lambda: any("broken-task" in record.getMessage() for record in caplog.records))
+        await eventually(lambda: any("broken-task" in r.getMessage() for r in caplog.records))
     record = next(record for record in caplog.records if "broken-task" in record.getMessage())
     assert record.exc_info is not None and "the reason it broke" in str(record.exc_info[1])
     assert await running.unary("Echo")(b"still serving", timeout=5) == b"still serving"

@@ -15,7 +15,8 @@ def validate_app(request: dict) -> None:
     violations = Violations()
     app = violations.at("app")
     app.require(request["app"].get("name"), "name")
-    app.at("resources").check(request["app"]["resources"]["cpu_millis"] > 0, "cpu_millis", "must be > 0")
+    cpu_millis = request["app"]["resources"]["cpu_millis"]
+    app.at("resources").check(cpu_millis > 0, "cpu_millis", "must be > 0")
     for index, model in enumerate(request["app"]["models"]):
         app.at("models").at(index).check(model.endswith(".onnx"), "path", "must be an .onnx file")
     violations.raise_if_any()
@@ -27,7 +28,8 @@ async def create_app(request: bytes, context: object) -> bytes:
 
 
 def app_request(*, name: str, cpu_millis: int, models: list[str]) -> bytes:
-    return json.dumps({"app": {"name": name, "resources": {"cpu_millis": cpu_millis}, "models": models}}).encode()
+    app = {"name": name, "resources": {"cpu_millis": cpu_millis}, "models": models}
+    return json.dumps({"app": app}).encode()
 
 
 async def test_violations_are_answered_invalid_argument_naming_each_field(serve):
@@ -37,7 +39,8 @@ async def test_violations_are_answered_invalid_argument_naming_each_field(serve)
         await running.unary("CreateApp")(bad, timeout=5)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details() == (
-        "app.name: is required; app.resources.cpu_millis: must be > 0; app.models[1].path: must be an .onnx file"
+        "app.name: is required; app.resources.cpu_millis: must be > 0; "
+        "app.models[1].path: must be an .onnx file"
     )
     good = app_request(name="shop", cpu_millis=500, models=["a.onnx"])
     assert await running.unary("CreateApp")(good, timeout=5) == b"created"

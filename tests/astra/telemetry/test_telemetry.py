@@ -45,7 +45,8 @@ def test_off_by_default_with_no_op_tracers():
 
 def test_in_memory_exporters_receive_spans_and_metrics():
     spans, metrics = InMemorySpanExporter(), InMemoryMetricReader()
-    telemetry.configure(OtelSettings(service_name="astra-test"), span_exporter=spans, metric_reader=metrics)
+    settings = OtelSettings(exporter="none", service_name="astra-test")
+    telemetry.configure(settings, span_exporter=spans, metric_reader=metrics)
     assert telemetry.enabled()
     assert telemetry.tracer("test") is telemetry.tracer("test")
     with telemetry.tracer("test").start_as_current_span("work"):
@@ -58,9 +59,9 @@ def test_in_memory_exporters_receive_spans_and_metrics():
 
 def test_reconfiguring_replaces_and_shutdown_turns_it_off():
     first, second = InMemorySpanExporter(), InMemorySpanExporter()
-    telemetry.configure(OtelSettings(), span_exporter=first)
+    telemetry.configure(OtelSettings(exporter="none"), span_exporter=first)
     old_tracer = telemetry.tracer("test")
-    telemetry.configure(OtelSettings(), span_exporter=second)
+    telemetry.configure(OtelSettings(exporter="none"), span_exporter=second)
     with telemetry.tracer("test").start_as_current_span("after"):
         pass
     assert telemetry.tracer("test") is not old_tracer
@@ -85,13 +86,15 @@ def test_the_console_exporter_prints_spans():
     # A child process: the exporter writes to the sys.stdout it saw at import time.
     root = Path(__file__).parents[3]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", CONSOLE_SCRIPT], env=env, capture_output=True, text=True, timeout=60, check=True
-    ).stdout
+    command = [sys.executable, "-c", CONSOLE_SCRIPT]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    out = done.stdout
     assert json.loads(out[: out.index("\n}") + 2])["name"] == "printed"
 
 
-class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer):
+class Collector(
+    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
+):
     """A minimal OTLP/gRPC collector that keeps what it receives."""
 
     def __init__(self) -> None:
@@ -101,11 +104,12 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2
 
     async def Export(self, request, context):  # noqa: N802 (both services name it Export)
         for resource in getattr(request, "resource_spans", ()):
-            self.services.update(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
+            attributes = resource.resource.attributes
+            self.services |= {a.value.string_value for a in attributes if a.key == "service.name"}
             self.spans += [span.name for scope in resource.scope_spans for span in scope.spans]
             return trace_service_pb2.ExportTraceServiceResponse()
         for resource in request.resource_metrics:
-            self.metrics += [metric.name for scope in resource.scope_metrics for metric in scope.metrics]
+            self.metrics += [m.name for scope in resource.scope_metrics for m in scope.metrics]
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
@@ -123,7 +127,8 @@ async def test_otlp_exports_to_a_collector():
         with telemetry.tracer("test").start_as_current_span("shipped"):
             pass
         telemetry.meter("test").create_counter("evictions").add(1)
-        await asyncio.to_thread(telemetry.shutdown)  # blocking flush; the collector runs on this loop
+        # A blocking flush, off the loop: the collector is served by this loop.
+        await asyncio.to_thread(telemetry.shutdown)
     finally:
         await server.stop(None)
     assert collector.spans == ["shipped"] and collector.services == {"astra-otlp"}
