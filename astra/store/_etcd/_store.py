@@ -87,13 +87,23 @@ class EtcdStore(Store):
         except grpc.aio.AioRpcError as exc:
             if is_compacted(exc):
                 revision = request.revision  # type: ignore[attr-defined]
-                raise CompactedError(revision, await self._compact_revision(revision)) from exc
+                point = await self._compact_revision(
+                    revision, compacting=isinstance(request, rpc.CompactionRequest)
+                )
+                raise CompactedError(revision, point) from exc
             raise store_error(exc, request) from exc
 
-    async def _compact_revision(self, compacted: int) -> int:
-        """etcd's compaction point, which only a watch from a compacted revision tells."""
+    async def _compact_revision(self, requested: int, *, compacting: bool) -> int:
+        """etcd's compaction point, which its errors do not tell.
+
+        A watch from a revision before the point is refused with the point. A compact
+        call is refused at the point itself too, where a watch would not be: a read
+        at ``requested`` tells that case apart.
+        """
+        if compacting and not await self._is_compacted(requested):
+            return requested
         try:
-            watch = self._watch(_NO_KEY.decode(), compacted)
+            watch = self._watch(_NO_KEY.decode(), requested)
             async with asyncio.timeout(self._endpoints.timeout), contextlib.aclosing(watch):
                 await anext(watch)
         except CompactedError as exc:
@@ -102,11 +112,22 @@ class EtcdStore(Store):
             pass
         raise UnavailableError("etcd did not report its compact revision")
 
+    async def _is_compacted(self, revision: int) -> bool:
+        request = rpc.RangeRequest(key=_NO_KEY, revision=revision, count_only=True)
+        try:
+            await self._endpoints.unary("Range", request, idempotent=True)
+        except grpc.aio.AioRpcError as exc:
+            if is_compacted(exc):
+                return True
+            raise store_error(exc, request) from exc
+        return False
+
     async def _range(self, key: str, *, prefix: bool, limit: int, revision: int) -> RangeResult:
         request = _codec.range_request(key, prefix=prefix, limit=limit, revision=revision)
         response = await self._call("Range", request, idempotent=True)
         assert isinstance(response, rpc.RangeResponse)
-        return _codec.range_result(response, response.header.revision)
+        # etcd's header tells the latest revision; the result names the one read at.
+        return _codec.range_result(response, revision or response.header.revision)
 
     async def _txn(
         self, compares: list[Compare], success: list[Op], failure: list[Op]

@@ -204,6 +204,10 @@ async def test_compacted_revisions_report_etcds_compaction_point(
             async for _ in store.watch(prefix, start_revision=old):
                 pass
     assert raised.value.compact_revision == point
+    for again in (old, point):  # etcd refuses to compact at the point itself, too
+        with pytest.raises(CompactedError) as raised:
+            await store.compact(again)
+        assert raised.value.compact_revision == point
     kv = await store.get(prefix + "k", revision=point)
     assert kv is not None and kv.value == b"2"
 
