@@ -171,3 +171,60 @@ class ReplicaRecord(Record):
         """The resource name, ``apps/{app_id}/replicas/{replica_id}``: the key of
         :attr:`AllocRecord.replicas`."""
         return f"apps/{self.app_id}/replicas/{self.replica_id}"
+
+
+@dataclass(slots=True)
+class AppRecord(Record):
+    """An app's spec and status at ``/astra/v1/apps/{app}``.
+
+    The App service writes the spec (with ``generation`` bumped on every change) and
+    ``deleting`` (a tombstone while the app's replicas are being freed); the app's
+    owner writes the status. ``models`` holds one map per model (name, version, uri,
+    sha256, format); ``conditions`` one map per condition (type, status, reason,
+    message, last_transition_time); ``affinity`` and ``anti_affinity`` hold app ids.
+    Zero values mean what they mean in the API (``watermark`` 0: the default).
+    """
+
+    _nested: ClassVar[dict[str, type]] = {"resources": Quantity}
+
+    app_id: str
+    uid: str
+    models: list[dict[str, Any]] = field(default_factory=list)
+    replicas: int = 0
+    resources: Quantity = field(default_factory=Quantity)
+    accelerators: list[str] = field(default_factory=list)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    affinity: list[str] = field(default_factory=list)
+    anti_affinity: list[str] = field(default_factory=list)
+    strategy: str = ""
+    watermark: float = 0.0
+    max_per_node: int = 0
+    spread_zones: bool = False
+    ray_clusters: int = 0
+    workers_per_cluster: int = 0
+    priority: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    generation: int = 1
+    create_time: float = 0.0
+    update_time: float = 0.0
+    deleting: bool = False
+    observed_generation: int = 0
+    reconciling: bool = True
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    placed: int = 0
+    ready: int = 0
+    unplaceable: int = 0
+
+
+@dataclass(slots=True)
+class RouteRecord(Record):
+    """The serving endpoints of every version of one model, at ``/astra/v1/routes/{model}``.
+
+    ``versions`` maps a version to its endpoints, one map each: address, base_weight,
+    replica (its name), node (its id), ray_cluster, accelerator, zone. A version whose
+    replicas are placed but none ready has no endpoints; a model no replica serves has
+    no record.
+    """
+
+    model: str
+    versions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
