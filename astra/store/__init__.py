@@ -1,8 +1,8 @@
 """The control plane's store: one async interface with etcd semantics, two backends.
 
-- :class:`EtcdStore` talks to a real etcd through ``aetcd`` (production).
-- :class:`EmbeddedStore` keeps the same semantics in-process, persisted to SQLite in
-  WAL mode, or only in memory (tests and simulations).
+- etcd (production): a real etcd cluster, through ``aetcd``'s gRPC stubs.
+- embedded: the same semantics in-process, persisted to SQLite in WAL mode, or only
+  in memory (tests and simulations).
 
 Use :func:`open_store` with a URL: ``etcd://host:port[,host:port]``,
 ``sqlite:///path/to/state.db`` or ``memory://``.

