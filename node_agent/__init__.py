@@ -6,6 +6,7 @@ it and hands them to a :class:`ReplicaRuntime`, and leaves gracefully on SIGTERM
 from node_agent._agent import LEAVE_TIMEOUT, NodeAgent
 from node_agent._assignments import Assignments
 from node_agent._config import AgentConfig
+from node_agent._heartbeat import heartbeat_stream
 from node_agent._membership import Membership, RegistrationError
 from node_agent._prestop import prestop
 from node_agent._probe import (
@@ -19,7 +20,7 @@ from node_agent._probe import (
     read_usage,
 )
 from node_agent._reporter import StatusReporter
-from node_agent._retry import TRANSIENT, Backoff, retry_call
+from node_agent._retry import TRANSIENT, Backoff, open_channel, retry_call
 from node_agent._runtime import ReplicaRuntime, ReportStatus, RuntimeFactory, load_runtime_factory
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "StatusReporter",
     "address_towards",
     "find_gpus",
+    "heartbeat_stream",
     "load_runtime_factory",
+    "open_channel",
     "parse_nvidia_smi",
     "prestop",
     "probe_machine",

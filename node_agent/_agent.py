@@ -8,8 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import grpc
-
 from astra._gen.astra.v1 import node_pb2
 from astra.server import Tasks
 from node_agent._assignments import Assignments
@@ -17,6 +15,7 @@ from node_agent._config import AgentConfig
 from node_agent._membership import Membership
 from node_agent._probe import Machine, probe_machine, read_usage
 from node_agent._reporter import StatusReporter
+from node_agent._retry import Backoff, open_channel
 from node_agent._runtime import RuntimeFactory
 
 _log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class NodeAgent:
         config = self._config
         machine = self._machine or await asyncio.to_thread(probe_machine)
         membership = Membership(config, machine, usage=self._usage, on_drain=self.request_drain)
-        channel = grpc.aio.insecure_channel(config.server)
+        channel = open_channel(config.server, backoff=Backoff(base=config.backoff_base, cap=config.backoff_cap))
         reporter = StatusReporter(channel, config, on_removed=self._stop_removed)
         runtime = self._runtime_factory(reporter.report) if self._runtime_factory else None
         assignments = Assignments(channel, config, runtime=runtime, reporter=reporter)

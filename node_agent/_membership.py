@@ -3,7 +3,6 @@ heartbeat stream and the directives it brings back, the drain and deregistration
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -11,8 +10,9 @@ import grpc
 
 from astra._gen.astra.v1 import common_pb2, node_pb2, resource_service_pb2, resource_service_pb2_grpc
 from node_agent._config import AgentConfig
+from node_agent._heartbeat import heartbeat_stream
 from node_agent._probe import Machine
-from node_agent._retry import Backoff, retry_call
+from node_agent._retry import Backoff, open_channel, retry_call
 
 _log = logging.getLogger(__name__)
 
@@ -55,11 +55,14 @@ class Membership:
         self._on_drain = on_drain
         self._backoff = Backoff(base=config.backoff_base, cap=config.backoff_cap)
         self._address = config.server
-        self._channel = grpc.aio.insecure_channel(self._address)
+        self._channel = open_channel(self._address, backoff=self._backoff)
         self._stub = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
         self._uid = ""
         self._interval = config.heartbeat_interval
+        #: Why the node leaves, once it does.
         self._drain_reason: str | None = None
+        #: Whether the service has the node DRAINING (since its latest registration).
+        self._marked_draining = False
 
     @property
     def uid(self) -> str:
@@ -115,6 +118,7 @@ class Membership:
                 continue
             break
         self._uid = response.node.uid
+        self._marked_draining = False
         if response.heartbeat_interval.ToNanoseconds() > 0:
             self._interval = response.heartbeat_interval.ToNanoseconds() / 1e9
         _log.info("registered %s (uid %s) at %s", self._config.name, self._uid, self._address)
@@ -141,43 +145,29 @@ class Membership:
             await self._backoff.sleep()
 
     async def _session(self) -> None:
-        """One heartbeat stream: a beat every interval, directives read as they come.
-        Returns when the server ends the stream."""
-        call = self._stub.Heartbeat()
-        reader = asyncio.create_task(self._follow_directives(call), name="astra.agent.directives")
-        try:
-            beats = 0
-            while not reader.done():
-                beat = resource_service_pb2.NodeHeartbeat(node=self._config.name, uid=self._uid, usage=self._usage())
-                try:
-                    await call.write(resource_service_pb2.HeartbeatRequest(heartbeats=[beat]))
-                except asyncio.InvalidStateError:  # the server ended the stream
-                    break
-                beats += 1
-                if beats == 2:  # the stream carried a beat and stayed up for an interval
-                    self._backoff.reset()
-                await asyncio.wait({reader}, timeout=self._interval)
-            await reader
-        finally:
-            reader.cancel()
-            call.cancel()
+        await heartbeat_stream(
+            self._stub,
+            beat=self._beat,
+            follow=self._follow,
+            interval=lambda: self._interval,
+            healthy=self._backoff.reset,
+        )
 
-    async def _follow_directives(
-        self, call: grpc.aio.StreamStreamCall[resource_service_pb2.HeartbeatRequest, resource_service_pb2.HeartbeatResponse]
-    ) -> None:
-        async for response in call:
-            for directive in response.directives:
-                if directive.node == self._config.name:
-                    await self._follow(directive)
+    def _beat(self) -> resource_service_pb2.HeartbeatRequest:
+        beat = resource_service_pb2.NodeHeartbeat(node=self._config.name, uid=self._uid, usage=self._usage())
+        return resource_service_pb2.HeartbeatRequest(heartbeats=[beat])
 
     async def _follow(self, directive: resource_service_pb2.HeartbeatDirective) -> None:
+        if directive.node != self._config.name:
+            return
         if directive.action == _Action.HEARTBEAT_ACTION_REREGISTER:
             _log.info("%s must register again: %s", self._config.name, directive.message)
             await self.register()
         elif directive.action == _Action.HEARTBEAT_ACTION_DRAIN:
+            self._marked_draining = True
             if self._drain_reason is None:
-                self._drain_reason = directive.message or "Drain"
-                self._on_drain(self._drain_reason)
+                self._drain_reason = "Drain"
+                self._on_drain(f"the service drains it ({directive.message})")
         elif directive.action == _Action.HEARTBEAT_ACTION_REDIRECT and directive.redirect_address:
             raise _Redirected(directive.redirect_address)
 
@@ -185,18 +175,21 @@ class Membership:
         _log.info("%s moves from %s to %s", self._config.name, self._address, address)
         await self._channel.close()
         self._address = address
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = open_channel(address, backoff=self._backoff)
         self._stub = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
 
     # -- leaving -----------------------------------------------------------------------
 
     async def drain(self, reason: str, *, deadline: float | None) -> None:
-        """Mark the node DRAINING (it leaves every route and takes no new replica).
+        """Mark the node DRAINING (it leaves every route and takes no new replica), unless
+        the service has it DRAINING already (it said so with a DRAIN directive).
 
         A node the service does not know is left to the heartbeats: they register it
         again and then drain it again. Gives up at ``deadline`` (``time.monotonic()``).
         """
         self._drain_reason = reason
+        if self._marked_draining:
+            return
         request = resource_service_pb2.DrainNodeRequest(name=self._config.name, reason=reason)
         try:
             await retry_call(
@@ -208,6 +201,7 @@ class Membership:
         except grpc.aio.AioRpcError as exc:
             _log.warning("could not drain %s: %s %s", self._config.name, exc.code().name, exc.details())
         else:
+            self._marked_draining = True
             _log.info("%s is draining (%s)", self._config.name, reason)
 
     async def deregister(self, *, deadline: float) -> bool:

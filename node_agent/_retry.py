@@ -81,3 +81,17 @@ async def retry_call(
             continue
         backoff.reset()
         return result
+
+
+def open_channel(address: str, *, backoff: Backoff) -> grpc.aio.Channel:
+    """A channel to ``address`` that reconnects on the same schedule as ``backoff``:
+    gRPC's own reconnect backoff grows to 120 s by default, which would hold an agent
+    off a control plane that came back long ago."""
+    return grpc.aio.insecure_channel(
+        address,
+        options=(
+            ("grpc.initial_reconnect_backoff_ms", int(backoff.base * 1000)),
+            ("grpc.min_reconnect_backoff_ms", int(backoff.base * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(backoff.cap * 1000)),
+        ),
+    )

@@ -143,7 +143,8 @@ async def test_draining_settles_every_replica_and_the_store_sees_it(agent: Agent
     await eventually(lambda: len(agent.runtime.running) == 3)  # type: ignore[union-attr]
     endpoint = (await stored(store, replicas[0])).endpoint
     host, _, port = endpoint.rpartition(":")
-    _, in_flight = await asyncio.open_connection(host, int(port))  # a request in flight
+    answer, in_flight = await asyncio.open_connection(host, int(port))  # a request in flight
+    assert (await asyncio.wait_for(answer.readline(), timeout=5)).strip() == replicas[0].name.encode()
 
     draining = await agent.assignments.drain()
     assert sorted(draining) == sorted(r.name for r in replicas)
