@@ -14,7 +14,9 @@ from astra.cli import _up
 from astra.cli._options import settings_options
 from astra.config import Settings
 from astra.errors import AstraError
+from astra.sim._cli import sim
 from astra.store import StoreError
+from node_agent._cli import agent
 
 _log = logging.getLogger("astra.cli")
 
@@ -59,3 +61,7 @@ def up(settings: Settings) -> None:
 def config(settings: Settings) -> None:
     """Print the settings in effect, as JSON."""
     click.echo(settings.model_dump_json(indent=2))
+
+
+main.add_command(agent)
+main.add_command(sim)
