@@ -1,5 +1,8 @@
-"""``python -m node_agent``: the same as ``astra agent``."""
+"""``python -m node_agent``: the same as ``astra agent`` (whose group registers the
+command, so it is entered through it)."""
 
-from node_agent._cli import agent
+import sys
 
-agent(prog_name="python -m node_agent")
+from astra.cli import main
+
+main(["agent", *sys.argv[1:]], prog_name="astra")

@@ -85,7 +85,9 @@ class NodeAgent:
         config = self._config
         machine = self._machine or await asyncio.to_thread(probe_machine)
         membership = Membership(config, machine, usage=self._usage, on_drain=self.request_drain)
-        channel = open_channel(config.server, backoff=Backoff(base=config.backoff_base, cap=config.backoff_cap))
+        channel = open_channel(
+            config.server, backoff=Backoff(base=config.backoff_base, cap=config.backoff_cap)
+        )
         reporter = StatusReporter(channel, config, on_removed=self._stop_removed)
         runtime = self._runtime_factory(reporter.report) if self._runtime_factory else None
         assignments = Assignments(channel, config, runtime=runtime, reporter=reporter)

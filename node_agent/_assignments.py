@@ -17,7 +17,15 @@ from node_agent._runtime import ReplicaRuntime
 _log = logging.getLogger(__name__)
 
 #: Replica fields that are status, not spec: a change of only these starts nothing.
-_STATUS_FIELDS = ("phase", "endpoint", "execution_provider", "message", "conditions", "create_time", "update_time")
+_STATUS_FIELDS = (
+    "phase",
+    "endpoint",
+    "execution_provider",
+    "message",
+    "conditions",
+    "create_time",
+    "update_time",
+)
 
 
 def spec_of(replica: replica_pb2.Replica) -> bytes:
@@ -72,7 +80,11 @@ class Assignments:
                     self._backoff.reset()
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is grpc.StatusCode.OUT_OF_RANGE:
-                    _log.info("assignments of %s resume from a snapshot: %s", self._config.name, exc.details())
+                    _log.info(
+                        "assignments of %s resume from a snapshot: %s",
+                        self._config.name,
+                        exc.details(),
+                    )
                     self.revision = 0
                     continue
                 if exc.code() not in TRANSIENT:
@@ -96,7 +108,11 @@ class Assignments:
 
     async def _start(self, replica: replica_pb2.Replica) -> None:
         if self._runtime is None:
-            _log.info("%s assigned to %s (no replica runtime: acknowledged only)", replica.name, self._config.name)
+            _log.info(
+                "%s assigned to %s (no replica runtime: acknowledged only)",
+                replica.name,
+                self._config.name,
+            )
             return
         if not self._accepting:
             _log.warning("%s assigned to draining %s: not started", replica.name, self._config.name)
@@ -110,7 +126,9 @@ class Assignments:
 
     def _report_failed(self, name: str, message: str) -> None:
         self._reporter.report(
-            node_service_pb2.ReplicaStatusReport(replica=name, phase=replica_pb2.REPLICA_PHASE_FAILED, message=message)
+            node_service_pb2.ReplicaStatusReport(
+                replica=name, phase=replica_pb2.REPLICA_PHASE_FAILED, message=message
+            )
         )
 
     async def _stop(self, name: str) -> None:

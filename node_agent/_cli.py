@@ -1,4 +1,8 @@
-"""``astra agent`` (run the node agent) and ``astra agent prestop`` (make it leave)."""
+"""``astra agent`` (run the node agent) and ``astra agent prestop`` (make it leave).
+
+The ``astra`` group (:mod:`astra.cli`) registers these commands: enter through it
+(``astra agent``, ``python -m node_agent``), not by importing this module first.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from node_agent._probe import address_towards
 from node_agent._runtime import RuntimeFactory, load_runtime_factory
 
 
-def _parse_labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+def _parse_labels(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
     labels = {}
     for value in values:
         key, sep, label = value.partition("=")
@@ -34,25 +40,41 @@ def _parse_labels(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.group(name="agent", invoke_without_command=True)
 @settings_options
 @click.option(
-    "--node-id", envvar="ASTRA_NODE_ID", default=socket.gethostname, show_default="the host name",
+    "--node-id",
+    envvar="ASTRA_NODE_ID",
+    default=socket.gethostname,
+    show_default="the host name",
     help="this node's id [env: ASTRA_NODE_ID]",
 )
 @click.option(
-    "--node-address", envvar="ASTRA_NODE_ADDRESS",
+    "--node-address",
+    envvar="ASTRA_NODE_ADDRESS",
     help="where replicas on this machine are reached (default: this host's address towards "
     "the API) [env: ASTRA_NODE_ADDRESS]",
 )
-@click.option("--zone", envvar="ASTRA_NODE_ZONE", default="", help="failure domain [env: ASTRA_NODE_ZONE]")
 @click.option(
-    "--accelerator", envvar="ASTRA_NODE_ACCELERATOR", default="",
+    "--zone", envvar="ASTRA_NODE_ZONE", default="", help="failure domain [env: ASTRA_NODE_ZONE]"
+)
+@click.option(
+    "--accelerator",
+    envvar="ASTRA_NODE_ACCELERATOR",
+    default="",
     help="accelerator type (default: from the GPUs found) [env: ASTRA_NODE_ACCELERATOR]",
 )
 @click.option(
-    "--label", "labels", multiple=True, envvar="ASTRA_NODE_LABELS", callback=_parse_labels,
+    "--label",
+    "labels",
+    multiple=True,
+    envvar="ASTRA_NODE_LABELS",
+    callback=_parse_labels,
     help="KEY=VALUE placement label, repeatable [env: ASTRA_NODE_LABELS, space separated]",
 )
 @click.option(
-    "--drain-timeout", type=click.FloatRange(min=0), default=30.0, envvar="ASTRA_DRAIN_TIMEOUT", show_default=True,
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    envvar="ASTRA_DRAIN_TIMEOUT",
+    show_default=True,
     help="seconds a graceful exit waits for replicas to drain [env: ASTRA_DRAIN_TIMEOUT]",
 )
 @click.option(
@@ -120,7 +142,9 @@ def prestop(config: AgentConfig, timeout: float | None) -> None:
     try:
         gone = server.run(leave_fleet(config.server, config.node_id, timeout=timeout))
     except grpc.aio.AioRpcError as exc:
-        raise click.ClickException(f"cannot drain {config.name}: {exc.code().name}: {exc.details()}") from exc
+        raise click.ClickException(
+            f"cannot drain {config.name}: {exc.code().name}: {exc.details()}"
+        ) from exc
     if not gone:
         raise click.ClickException(f"{config.name} is still in the fleet after {timeout:g}s")
     click.echo(f"{config.name} left the fleet")

@@ -8,7 +8,12 @@ from collections.abc import Callable
 
 import grpc
 
-from astra._gen.astra.v1 import common_pb2, node_pb2, resource_service_pb2, resource_service_pb2_grpc
+from astra._gen.astra.v1 import (
+    common_pb2,
+    node_pb2,
+    resource_service_pb2,
+    resource_service_pb2_grpc,
+)
 from node_agent._config import AgentConfig
 from node_agent._heartbeat import heartbeat_stream
 from node_agent._probe import Machine
@@ -23,7 +28,7 @@ class RegistrationError(Exception):
     """The Resource service refused the node for good (e.g. INVALID_ARGUMENT)."""
 
 
-class _Redirected(Exception):
+class _RedirectError(Exception):
     def __init__(self, address: str) -> None:
         super().__init__(f"redirected to {address}")
         self.address = address
@@ -88,9 +93,14 @@ class Membership:
             zone=config.zone,
             accelerator=config.accelerator or machine.accelerator,
             capacity=common_pb2.Resources(
-                cpu_millis=machine.cpu_cores * 1000, memory_bytes=machine.memory_bytes, gpus=len(machine.gpus)
+                cpu_millis=machine.cpu_cores * 1000,
+                memory_bytes=machine.memory_bytes,
+                gpus=len(machine.gpus),
             ),
-            gpus=[node_pb2.GpuDevice(model=gpu.model, memory_bytes=gpu.memory_bytes, uuid=gpu.uuid) for gpu in machine.gpus],
+            gpus=[
+                node_pb2.GpuDevice(model=gpu.model, memory_bytes=gpu.memory_bytes, uuid=gpu.uuid)
+                for gpu in machine.gpus
+            ],
             address=config.address,
             agent_version=config.agent_version,
         )
@@ -112,7 +122,9 @@ class Membership:
                     backoff=self._backoff,
                 )
             except grpc.aio.AioRpcError as exc:
-                raise RegistrationError(f"{self._config.name} refused by {self._address}: {exc.details()}") from exc
+                raise RegistrationError(
+                    f"{self._config.name} refused by {self._address}: {exc.details()}"
+                ) from exc
             if response.redirect_address and response.redirect_address != self._address:
                 await self._reconnect(response.redirect_address)
                 continue
@@ -137,11 +149,16 @@ class Membership:
         while True:
             try:
                 await self._session()
-            except _Redirected as redirect:
+            except _RedirectError as redirect:
                 await self._reconnect(redirect.address)
                 continue
             except grpc.aio.AioRpcError as exc:
-                _log.warning("heartbeat stream to %s lost: %s %s", self._address, exc.code().name, exc.details())
+                _log.warning(
+                    "heartbeat stream to %s lost: %s %s",
+                    self._address,
+                    exc.code().name,
+                    exc.details(),
+                )
             await self._backoff.sleep()
 
     async def _session(self) -> None:
@@ -154,7 +171,9 @@ class Membership:
         )
 
     def _beat(self) -> resource_service_pb2.HeartbeatRequest:
-        beat = resource_service_pb2.NodeHeartbeat(node=self._config.name, uid=self._uid, usage=self._usage())
+        beat = resource_service_pb2.NodeHeartbeat(
+            node=self._config.name, uid=self._uid, usage=self._usage()
+        )
         return resource_service_pb2.HeartbeatRequest(heartbeats=[beat])
 
     async def _follow(self, directive: resource_service_pb2.HeartbeatDirective) -> None:
@@ -169,7 +188,7 @@ class Membership:
                 self._drain_reason = "Drain"
                 self._on_drain(f"the service drains it ({directive.message})")
         elif directive.action == _Action.HEARTBEAT_ACTION_REDIRECT and directive.redirect_address:
-            raise _Redirected(directive.redirect_address)
+            raise _RedirectError(directive.redirect_address)
 
     async def _reconnect(self, address: str) -> None:
         _log.info("%s moves from %s to %s", self._config.name, self._address, address)
@@ -199,7 +218,9 @@ class Membership:
                 deadline=deadline,
             )
         except grpc.aio.AioRpcError as exc:
-            _log.warning("could not drain %s: %s %s", self._config.name, exc.code().name, exc.details())
+            _log.warning(
+                "could not drain %s: %s %s", self._config.name, exc.code().name, exc.details()
+            )
         else:
             self._marked_draining = True
             _log.info("%s is draining (%s)", self._config.name, reason)
@@ -218,7 +239,9 @@ class Membership:
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return True
-            _log.error("could not deregister %s: %s %s", self._config.name, exc.code().name, exc.details())
+            _log.error(
+                "could not deregister %s: %s %s", self._config.name, exc.code().name, exc.details()
+            )
             return False
         _log.info("%s deregistered", self._config.name)
         return True

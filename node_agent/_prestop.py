@@ -31,7 +31,9 @@ async def prestop(server: str, node_id: str, *, timeout: float, reason: str = "P
         stub = resource_service_pb2_grpc.ResourceServiceStub(channel)
         try:
             await retry_call(
-                lambda: stub.DrainNode(resource_service_pb2.DrainNodeRequest(name=name, reason=reason), timeout=5),
+                lambda: stub.DrainNode(
+                    resource_service_pb2.DrainNodeRequest(name=name, reason=reason), timeout=5
+                ),
                 what=f"draining {name}",
                 backoff=Backoff(),
                 deadline=deadline,

@@ -46,13 +46,17 @@ class Machine:
     def accelerator(self) -> str:
         """The accelerator type its GPUs suggest ("NVIDIA A10G" -> "nvidia-a10g"); empty
         without GPUs."""
-        return re.sub(r"[^a-z0-9]+", "-", self.gpus[0].model.lower()).strip("-") if self.gpus else ""
+        return (
+            re.sub(r"[^a-z0-9]+", "-", self.gpus[0].model.lower()).strip("-") if self.gpus else ""
+        )
 
 
 def probe_machine() -> Machine:
     """Read this machine's cores, memory and GPUs."""
     cores = psutil.cpu_count(logical=True) or 1
-    return Machine(cpu_cores=cores, memory_bytes=psutil.virtual_memory().total, gpus=tuple(find_gpus()))
+    return Machine(
+        cpu_cores=cores, memory_bytes=psutil.virtual_memory().total, gpus=tuple(find_gpus())
+    )
 
 
 def find_gpus() -> list[Gpu]:
@@ -60,15 +64,20 @@ def find_gpus() -> list[Gpu]:
     nvml = _nvml()
     if nvml is not None:
         return [
-            Gpu(_text(nvml.nvmlDeviceGetName(handle)), int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-                _text(nvml.nvmlDeviceGetUUID(handle)))
+            Gpu(
+                _text(nvml.nvmlDeviceGetName(handle)),
+                int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                _text(nvml.nvmlDeviceGetUUID(handle)),
+            )
             for handle in _nvml_handles(nvml)
-        ]  # fmt: skip
+        ]
     binary = shutil.which("nvidia-smi")
     if binary is None:
         return []
     try:
-        output = subprocess.run([binary, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=15, check=True)
+        output = subprocess.run(
+            [binary, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=15, check=True
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         _log.warning("nvidia-smi failed (%s); reporting no GPU", exc)
         return []

@@ -78,7 +78,9 @@ class StatusReporter:
         while self.unsettled(names):
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, deadline - time.monotonic()))
+                await asyncio.wait_for(
+                    self._changed.wait(), timeout=max(0.0, deadline - time.monotonic())
+                )
             if time.monotonic() >= deadline:
                 return False
         return True
@@ -102,7 +104,9 @@ class StatusReporter:
             self._idle.set()
 
     async def _send(self, reports: list[node_service_pb2.ReplicaStatusReport]) -> None:
-        request = node_service_pb2.ReportReplicaStatusRequest(node=self._config.name, reports=reports)
+        request = node_service_pb2.ReportReplicaStatusRequest(
+            node=self._config.name, reports=reports
+        )
         try:
             response = await retry_call(
                 lambda: self._stub.ReportReplicaStatus(request, timeout=self._config.call_timeout),
@@ -114,7 +118,9 @@ class StatusReporter:
                 for report in reports:
                     await self._send([report])
                 return
-            _log.warning("status of %s refused: %s %s", reports[0].replica, exc.code().name, exc.details())
+            _log.warning(
+                "status of %s refused: %s %s", reports[0].replica, exc.code().name, exc.details()
+            )
             return
         if response.removed_replicas:
             await self._on_removed(list(response.removed_replicas))

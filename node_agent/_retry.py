@@ -36,7 +36,9 @@ class Backoff:
     >>> backoff.reset()         # after a success
     """
 
-    def __init__(self, *, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, *, base: float = 0.1, cap: float = 5.0, rng: random.Random | None = None
+    ) -> None:
         if not 0 < base <= cap:
             raise ValueError(f"backoff needs 0 < base <= cap, got base={base}, cap={cap}")
         self.base = base
@@ -74,9 +76,13 @@ async def retry_call(
             result = await call()
         except grpc.aio.AioRpcError as exc:
             delay = backoff.next_delay()
-            if exc.code() not in TRANSIENT or (deadline is not None and time.monotonic() + delay > deadline):
+            if exc.code() not in TRANSIENT or (
+                deadline is not None and time.monotonic() + delay > deadline
+            ):
                 raise
-            _log.info("%s failed (%s: %s); retrying in %.2fs", what, exc.code().name, exc.details(), delay)
+            _log.info(
+                "%s failed (%s: %s); retrying in %.2fs", what, exc.code().name, exc.details(), delay
+            )
             await asyncio.sleep(delay)
             continue
         backoff.reset()

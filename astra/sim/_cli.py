@@ -1,7 +1,8 @@
 """``astra sim nodes --count N``: N simulated nodes against the API, until SIGINT or SIGTERM.
 
 While it runs, lines on standard input control single nodes: ``silence INDEX``,
-``unsilence INDEX``, ``drain INDEX``, ``stats``.
+``unsilence INDEX``, ``drain INDEX``, ``stats``. The ``astra`` group (:mod:`astra.cli`)
+registers the command: enter through it, not by importing this module first.
 """
 
 from __future__ import annotations
@@ -36,11 +37,23 @@ def sim() -> None:
 @settings_options
 @click.option("--count", type=click.IntRange(min=1), required=True, help="how many nodes")
 @click.option("--prefix", default="sim-", show_default=True, help="node id prefix")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="heartbeats per request")
-@click.option("--zones", default="sim-a", show_default=True, help="comma-separated zones, dealt round-robin")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="heartbeats per request",
+)
+@click.option(
+    "--zones", default="sim-a", show_default=True, help="comma-separated zones, dealt round-robin"
+)
 @click.option("--accelerator", default="", help="every node's accelerator type")
-@click.option("--drain-seconds", type=click.FloatRange(min=0), default=0.0, help="how long a drain takes")
-@click.option("--leave/--no-leave", default=False, help="deregister every node on exit (else they go DEAD)")
+@click.option(
+    "--drain-seconds", type=click.FloatRange(min=0), default=0.0, help="how long a drain takes"
+)
+@click.option(
+    "--leave/--no-leave", default=False, help="deregister every node on exit (else they go DEAD)"
+)
 def nodes(
     settings: Settings,
     count: int,
@@ -76,7 +89,9 @@ async def _run(fleet: SimFleet, *, leave: bool) -> None:
     starting = asyncio.create_task(fleet.start())
     background = [asyncio.create_task(_report(fleet)), asyncio.create_task(_commands(fleet))]
     try:
-        await asyncio.wait({starting, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {starting, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
         if starting.done():
             starting.result()
             _log.info("%d nodes registered in %.1fs", fleet.registered, time.monotonic() - start)
@@ -105,11 +120,15 @@ async def _report(fleet: SimFleet) -> None:
 
 def _summary(fleet: SimFleet, rate: float | None = None) -> str:
     stats = fleet.stats
-    directives = ", ".join(f"{name.removeprefix('HEARTBEAT_ACTION_')}={n}" for name, n in sorted(stats.directives.items()))
+    directives = ", ".join(
+        f"{name.removeprefix('HEARTBEAT_ACTION_')}={n}"
+        for name, n in sorted(stats.directives.items())
+    )
     per_second = "" if rate is None else f", {rate:,.0f} heartbeats/s"
     return (
-        f"{fleet.registered}/{fleet.count} registered, {stats.left} left, {stats.refused} refused{per_second}, "
-        f"{stats.stream_failures} stream failures, directives: {directives or 'none'}"
+        f"{fleet.registered}/{fleet.count} registered, {stats.left} left, "
+        f"{stats.refused} refused{per_second}, {stats.stream_failures} stream failures, "
+        f"directives: {directives or 'none'}"
     )
 
 
@@ -131,7 +150,9 @@ async def _command(fleet: SimFleet, words: list[str]) -> None:
     match words:
         case ["stats"]:
             click.echo(_summary(fleet))
-        case [("silence" | "unsilence" | "drain") as action, index] if index.isdigit() and int(index) < fleet.count:
+        case [("silence" | "unsilence" | "drain") as action, index] if index.isdigit() and int(
+            index
+        ) < fleet.count:
             if action == "silence":
                 fleet.silence(int(index))
             elif action == "unsilence":
@@ -140,10 +161,14 @@ async def _command(fleet: SimFleet, words: list[str]) -> None:
                 try:
                     await fleet.drain(int(index))
                 except grpc.aio.AioRpcError as exc:
-                    click.echo(f"drain {fleet.name(int(index))} failed: {exc.code().name}: {exc.details()}", err=True)
+                    failure = f"{exc.code().name}: {exc.details()}"
+                    click.echo(f"drain {fleet.name(int(index))} failed: {failure}", err=True)
                     return
             click.echo(f"{action} {fleet.name(int(index))}")
         case []:
             pass
         case _:
-            click.echo(f"unknown command {' '.join(words)!r}: silence N, unsilence N, drain N, stats", err=True)
+            click.echo(
+                f"unknown command {' '.join(words)!r}: silence N, unsilence N, drain N, stats",
+                err=True,
+            )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import random
 from array import array
@@ -24,7 +25,12 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from astra._gen.astra.v1 import common_pb2, node_pb2, resource_service_pb2, resource_service_pb2_grpc
+from astra._gen.astra.v1 import (
+    common_pb2,
+    node_pb2,
+    resource_service_pb2,
+    resource_service_pb2_grpc,
+)
 from astra.server import Tasks
 from node_agent import Backoff, heartbeat_stream, open_channel, retry_call
 
@@ -125,7 +131,9 @@ class SimFleet:
         self._uids: list[str] = [""] * count
         self._batch_of = array("i", [0]) * count
         self._batches: list[_Batch] = []
-        self._channels: dict[str, tuple[grpc.aio.Channel, resource_service_pb2_grpc.ResourceServiceStub]] = {}
+        self._channels: dict[
+            str, tuple[grpc.aio.Channel, resource_service_pb2_grpc.ResourceServiceStub]
+        ] = {}
         self._to_register: asyncio.Queue[int] = asyncio.Queue()
         self._queued = bytearray(count)
         self._tasks = Tasks()
@@ -168,7 +176,9 @@ class SimFleet:
         """Register every node (heartbeating each from its registration on) and return
         once all are registered or refused."""
         for first in range(0, self.count, self._batch_size):
-            self._new_batch(self._server, list(range(first, min(first + self._batch_size, self.count))))
+            self._new_batch(
+                self._server, list(range(first, min(first + self._batch_size, self.count)))
+            )
         for _ in range(self._registrars):
             self._tasks.spawn(self._registrar(), name="astra.sim.registrar")
         for index in range(self.count):
@@ -221,7 +231,9 @@ class SimFleet:
         request = resource_service_pb2.DrainNodeRequest(name=self.name(index), reason=reason)
         stub = self._stub_of(index)
         await retry_call(
-            lambda: stub.DrainNode(request, timeout=self._call_timeout), what=f"draining {request.name}", backoff=Backoff()
+            lambda: stub.DrainNode(request, timeout=self._call_timeout),
+            what=f"draining {request.name}",
+            backoff=Backoff(),
         )
         await self._leave(index)
 
@@ -233,7 +245,9 @@ class SimFleet:
             async with limit:
                 await self._deregister(index)
 
-        await asyncio.gather(*(leave(index) for index in range(self.count) if not self._flags[index] & _LEFT))
+        await asyncio.gather(
+            *(leave(index) for index in range(self.count) if not self._flags[index] & _LEFT)
+        )
 
     # -- registration ------------------------------------------------------------------
 
@@ -259,9 +273,10 @@ class SimFleet:
     async def _register(self, index: int, backoff: Backoff) -> None:
         request = resource_service_pb2.RegisterNodeRequest(node=self._node(index))
         while True:
-            stub = self._stub_of(index)
             response = await retry_call(
-                lambda: stub.RegisterNode(request, timeout=self._call_timeout),
+                functools.partial(
+                    self._stub_of(index).RegisterNode, request, timeout=self._call_timeout
+                ),
                 what=f"registering {request.node.name}",
                 backoff=backoff,
             )
@@ -311,7 +326,9 @@ class SimFleet:
                 )
             except grpc.aio.AioRpcError as exc:
                 self.stats.stream_failures += 1
-                _log.debug("batch %d lost its stream: %s %s", batch.number, exc.code().name, exc.details())
+                _log.debug(
+                    "batch %d lost its stream: %s %s", batch.number, exc.code().name, exc.details()
+                )
             await backoff.sleep()
 
     def _beat(self, batch: _Batch) -> resource_service_pb2.HeartbeatRequest | None:
@@ -325,7 +342,8 @@ class SimFleet:
                         node=self.name(index),
                         uid=self._uids[index],
                         usage=node_pb2.NodeUsage(
-                            cpu_utilization=(index % 10) / 20, memory_used_bytes=memory * (index % 8) // 16
+                            cpu_utilization=(index % 10) / 20,
+                            memory_used_bytes=memory * (index % 8) // 16,
                         ),
                     )
                     for index in batch.indices
@@ -346,7 +364,10 @@ class SimFleet:
         if directive.action == _Action.HEARTBEAT_ACTION_REREGISTER:
             self._unregistered(index)
             self._enqueue(index)
-        elif directive.action == _Action.HEARTBEAT_ACTION_DRAIN and not self._flags[index] & _DRAINING:
+        elif (
+            directive.action == _Action.HEARTBEAT_ACTION_DRAIN
+            and not self._flags[index] & _DRAINING
+        ):
             self._flags[index] |= _DRAINING
             self._tasks.spawn(self._leave(index), name=f"astra.sim.leave-{index}")
         elif directive.action == _Action.HEARTBEAT_ACTION_REDIRECT and directive.redirect_address:
@@ -360,7 +381,11 @@ class SimFleet:
         old.indices.remove(index)
         old.invalidate()
         target = next(
-            (batch for batch in reversed(self._batches) if batch.address == address and len(batch.indices) < self._batch_size),
+            (
+                batch
+                for batch in reversed(self._batches)
+                if batch.address == address and len(batch.indices) < self._batch_size
+            ),
             None,
         )
         if target is None:
@@ -383,7 +408,9 @@ class SimFleet:
         stub = self._stub_of(index)
         try:
             await retry_call(
-                lambda: stub.DeleteNode(request, timeout=self._call_timeout), what=f"deleting {request.name}", backoff=Backoff()
+                lambda: stub.DeleteNode(request, timeout=self._call_timeout),
+                what=f"deleting {request.name}",
+                backoff=Backoff(),
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() is not grpc.StatusCode.NOT_FOUND:
@@ -402,12 +429,16 @@ class SimFleet:
             self._registered -= 1
             self._batches[self._batch_of[index]].invalidate()
 
-
     def _stub_of(self, index: int) -> resource_service_pb2_grpc.ResourceServiceStub:
         return self._channel(self.address_of(index))[1]
 
-    def _channel(self, address: str) -> tuple[grpc.aio.Channel, resource_service_pb2_grpc.ResourceServiceStub]:
+    def _channel(
+        self, address: str
+    ) -> tuple[grpc.aio.Channel, resource_service_pb2_grpc.ResourceServiceStub]:
         if address not in self._channels:
             channel = open_channel(address, backoff=Backoff())
-            self._channels[address] = channel, resource_service_pb2_grpc.ResourceServiceStub(channel)
+            self._channels[address] = (
+                channel,
+                resource_service_pb2_grpc.ResourceServiceStub(channel),
+            )
         return self._channels[address]

@@ -208,8 +208,12 @@ class AssignmentHub:
             first = Delta(revision, upserts=dict.fromkeys(names))
             if start_revision:
                 if start_revision > revision + 1:
-                    raise ValueError(f"start_revision {start_revision} is past the store's revision {revision}")
-                previous = _assigned_names(await self._store.get(alloc_key, revision=start_revision - 1))
+                    raise ValueError(
+                        f"start_revision {start_revision} is past the store's revision {revision}"
+                    )
+                previous = _assigned_names(
+                    await self._store.get(alloc_key, revision=start_revision - 1)
+                )
                 first.removed = previous - names
                 first.unchanged_since, first.previous = start_revision, frozenset(previous)
             if self._epoch == epoch and self._ready.is_set() and revision >= self._history_floor:
@@ -230,7 +234,9 @@ class AssignmentHub:
         for name in subscription.assigned:
             _discard(self._by_replica, name, subscription)
 
-    async def read(self, names: Iterable[str], revision: int) -> dict[str, tuple[ReplicaRecord, int]]:
+    async def read(
+        self, names: Iterable[str], revision: int
+    ) -> dict[str, tuple[ReplicaRecord, int]]:
         """The records of the replicas ``names`` at ``revision`` (the latest if it was
         compacted meanwhile), with their ``mod_revision``; absent ones are left out."""
         names = list(names)
@@ -279,14 +285,20 @@ class AssignmentHub:
             # Subscriptions now miss events: end them, their agents resume from their revision.
             self._ready.clear()
             self._epoch += 1
-            self._fail_all(UnavailableError(f"the assignment watch restarted ({error}); watch again"))
+            self._fail_all(
+                UnavailableError(f"the assignment watch restarted ({error}); watch again")
+            )
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
 
     def _apply(self, events: list[Event]) -> None:
         self._revision = max(self._revision, events[-1].kv.mod_revision)
-        relevant = [event for event in events if event.kv.key.startswith((keys.ALLOC, keys.REPLICAS))]
-        for revision, grouped in itertools.groupby(relevant, key=lambda event: event.kv.mod_revision):
+        relevant = [
+            event for event in events if event.kv.key.startswith((keys.ALLOC, keys.REPLICAS))
+        ]
+        for revision, grouped in itertools.groupby(
+            relevant, key=lambda event: event.kv.mod_revision
+        ):
             group = list(grouped)
             self._remember(revision, group)
             self._route(revision, group)
@@ -316,13 +328,19 @@ class AssignmentHub:
                 name = replica_name(event.kv.key)
                 subscriptions = self._targets(self._by_replica.get(name), only)
                 if subscriptions:
-                    record = ReplicaRecord.from_bytes(event.kv.value) if event.type is EventType.PUT else None
+                    record = (
+                        ReplicaRecord.from_bytes(event.kv.value)
+                        if event.type is EventType.PUT
+                        else None
+                    )
                     for subscription in subscriptions:
                         if revision > subscription.base_revision:
                             _replica_changed(subscription, revision, name, record)
 
     @staticmethod
-    def _targets(subscriptions: set[Subscription] | None, only: Subscription | None) -> list[Subscription]:
+    def _targets(
+        subscriptions: set[Subscription] | None, only: Subscription | None
+    ) -> list[Subscription]:
         if not subscriptions:
             return []
         if only is None:
@@ -348,7 +366,9 @@ class AssignmentHub:
         self._by_replica.clear()
 
 
-def _replica_changed(subscription: Subscription, revision: int, name: str, record: ReplicaRecord | None) -> None:
+def _replica_changed(
+    subscription: Subscription, revision: int, name: str, record: ReplicaRecord | None
+) -> None:
     if record is None:  # deleted while still assigned: stop it; a new record is sent afresh
         subscription.assigned[name] = None
         subscription.remove(revision, name)

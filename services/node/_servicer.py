@@ -73,7 +73,9 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             assert first is not None
             yield first
             while True:
-                response = await self._response(subscription, await subscription.next(), snapshot=False)
+                response = await self._response(
+                    subscription, await subscription.next(), snapshot=False
+                )
                 if response is not None:
                     yield response
         finally:
@@ -107,7 +109,12 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
                     subscription.sent(name, record)
                     continue  # the resuming agent has it already
             if record.node_id != subscription.node_id:
-                _log.warning("nodes/%s's allocation names %s, placed on nodes/%s", subscription.node_id, name, record.node_id)
+                _log.warning(
+                    "nodes/%s's allocation names %s, placed on nodes/%s",
+                    subscription.node_id,
+                    name,
+                    record.node_id,
+                )
                 continue
             subscription.sent(name, record)
             response.replicas.append(replica_to_proto(record))

@@ -49,9 +49,12 @@ class StatusUpdate:
         """
         status = (self.phase.value, self.endpoint, self.message, self.execution_provider)
         head = self.ray_head_address or record.ray_head_address
-        if status == (record.phase, record.endpoint, record.message, record.execution_provider) and (
-            head == record.ray_head_address
-        ):
+        if status == (
+            record.phase,
+            record.endpoint,
+            record.message,
+            record.execution_provider,
+        ) and (head == record.ray_head_address):
             return False
         record.phase, record.endpoint, record.message, record.execution_provider = status
         record.ray_head_address = head
@@ -59,7 +62,9 @@ class StatusUpdate:
         return True
 
 
-def parse_reports(request: node_service_pb2.ReportReplicaStatusRequest) -> tuple[str, list[StatusUpdate]]:
+def parse_reports(
+    request: node_service_pb2.ReportReplicaStatusRequest,
+) -> tuple[str, list[StatusUpdate]]:
     """The reporting node's id and its validated reports.
 
     Raises:
@@ -69,7 +74,9 @@ def parse_reports(request: node_service_pb2.ReportReplicaStatusRequest) -> tuple
     node = node_id(request.node)
     violations.check(node is not None, "node", "must be nodes/{node_id}")
     violations.check(bool(request.reports), "reports", "must hold at least one report")
-    violations.check(len(request.reports) <= MAX_REPORTS, "reports", f"must hold at most {MAX_REPORTS} reports")
+    violations.check(
+        len(request.reports) <= MAX_REPORTS, "reports", f"must hold at most {MAX_REPORTS} reports"
+    )
     updates: list[StatusUpdate] = []
     seen: set[str] = set()
     for index, report in enumerate(request.reports):
@@ -79,10 +86,16 @@ def parse_reports(request: node_service_pb2.ReportReplicaStatusRequest) -> tuple
         at.check(report.replica not in seen, "replica", "is reported twice")
         seen.add(report.replica)
         phase = phase_from_proto(report.phase)
-        if not at.check(phase in REPORTABLE_PHASES, "phase", "must be STARTING, READY, DRAINING, DRAINED or FAILED"):
+        if not at.check(
+            phase in REPORTABLE_PHASES,
+            "phase",
+            "must be STARTING, READY, DRAINING, DRAINED or FAILED",
+        ):
             continue
         if phase is ReplicaPhase.READY:
-            at.check(_is_address(report.endpoint), "endpoint", "must be host:port for a READY replica")
+            at.check(
+                _is_address(report.endpoint), "endpoint", "must be host:port for a READY replica"
+            )
         if phase is ReplicaPhase.FAILED:
             at.require(report.message, "message")
         if report.ray_head_address:
@@ -137,10 +150,14 @@ async def write_statuses(store: Store, node: str, updates: Sequence[StatusUpdate
         )
         if result.succeeded:
             break
-        fresh = {kv.key: _only(found) for (kv, _), found in zip(writes, result.results, strict=True)}
+        fresh = {
+            kv.key: _only(found) for (kv, _), found in zip(writes, result.results, strict=True)
+        }
         current = [fresh.get(update.key, kv) for update, kv in zip(updates, current, strict=True)]
     else:
-        raise ConflictError(f"replica status of nodes/{node} lost {_ATTEMPTS} write races in a row; retry")
+        raise ConflictError(
+            f"replica status of nodes/{node} lost {_ATTEMPTS} write races in a row; retry"
+        )
     return [update.name for update in updates if update.name not in assigned]
 
 
@@ -149,7 +166,9 @@ def _placed_record(name: str, kv: KeyValue | None, node: str) -> ReplicaRecord:
         raise NotFoundError(f"replica {name} not found")
     record = ReplicaRecord.from_bytes(kv.value)
     if record.node_id != node:
-        raise FailedPreconditionError(f"replica {name} is placed on nodes/{record.node_id}, not nodes/{node}")
+        raise FailedPreconditionError(
+            f"replica {name} is placed on nodes/{record.node_id}, not nodes/{node}"
+        )
     return record
 
 

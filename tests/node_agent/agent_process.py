@@ -23,12 +23,18 @@ class AgentProcess:
 
     @classmethod
     async def start(
-        cls, plane: ControlPlane, node_id: str, log_dir: Path, *args: str, env: dict[str, str] | None = None
+        cls,
+        plane: ControlPlane,
+        node_id: str,
+        log_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
     ) -> AgentProcess:
         log = log_dir / f"agent-{node_id}.log"
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
-                *command(plane, node_id), "--runtime", RUNTIME, "--zone", "z1", "--label", "pool=test", *args,
+                *command(plane, node_id), "--runtime", RUNTIME, "--zone", "z1",
+                "--label", "pool=test", *args,
                 cwd=ROOT, env=environment(env), stdout=output, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
         return cls(process, log)
@@ -43,7 +49,9 @@ class AgentProcess:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
-            raise AssertionError(f"the agent did not exit in {timeout}s:\n{self.output()}") from None
+            raise AssertionError(
+                f"the agent did not exit in {timeout}s:\n{self.output()}"
+            ) from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

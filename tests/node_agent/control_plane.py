@@ -34,7 +34,10 @@ class ControlPlane:
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()
         resource = ResourceService(
-            self.store, address=self.address, heartbeat_interval=HEARTBEAT_INTERVAL, dead_after=DEAD_AFTER
+            self.store,
+            address=self.address,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            dead_after=DEAD_AFTER,
         )
         node = NodeService(self.store)
         server = Server(self.address, grace=0.2)
@@ -54,7 +57,9 @@ class ControlPlane:
     async def node(self, node_id: str) -> node_pb2.Node | None:
         """The node as the Resource service has it; ``None`` once it is gone."""
         try:
-            response = await self.resources.GetNode(resource_service_pb2.GetNodeRequest(name=f"nodes/{node_id}"))
+            response = await self.resources.GetNode(
+                resource_service_pb2.GetNodeRequest(name=f"nodes/{node_id}")
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return None

@@ -16,7 +16,9 @@ from tests.node_agent.control_plane import HEARTBEAT_INTERVAL, ControlPlane
 from tests.node_agent.runtimes import TcpRuntime
 from tests.node_agent.waiting import eventually
 
-MACHINE = Machine(cpu_cores=4, memory_bytes=16 << 30, gpus=(Gpu("NVIDIA L4", 23034 << 20, "GPU-1"),))
+MACHINE = Machine(
+    cpu_cores=4, memory_bytes=16 << 30, gpus=(Gpu("NVIDIA L4", 23034 << 20, "GPU-1"),)
+)
 
 
 def config(plane: ControlPlane, node_id: str, **overrides: object) -> AgentConfig:
@@ -55,18 +57,28 @@ async def _exists(plane: ControlPlane, node_id: str) -> bool:
     return await plane.node(node_id) is not None
 
 
-async def test_a_gpu_machine_registers_its_gpus_and_accelerator(plane: ControlPlane, node_id: str) -> None:
+async def test_a_gpu_machine_registers_its_gpus_and_accelerator(
+    plane: ControlPlane, node_id: str
+) -> None:
     async with running(NodeAgent(config(plane, node_id), machine=MACHINE)):
         node = await registered(plane, node_id)
-    assert (node.capacity.cpu_millis, node.capacity.memory_bytes, node.capacity.gpus) == (4000, 16 << 30, 1)
+    assert (node.capacity.cpu_millis, node.capacity.memory_bytes, node.capacity.gpus) == (
+        4000,
+        16 << 30,
+        1,
+    )
     assert node.accelerator == "nvidia-l4"
-    assert [(gpu.model, gpu.memory_bytes, gpu.uuid) for gpu in node.gpus] == [("NVIDIA L4", 23034 << 20, "GPU-1")]
+    assert [(gpu.model, gpu.memory_bytes, gpu.uuid) for gpu in node.gpus] == [
+        ("NVIDIA L4", 23034 << 20, "GPU-1")
+    ]
 
 
 async def test_a_forgotten_node_registers_again(plane: ControlPlane, node_id: str) -> None:
     async with running(NodeAgent(config(plane, node_id), machine=MACHINE)):
         first = await registered(plane, node_id)
-        await plane.resources.DeleteNode(resource_service_pb2.DeleteNodeRequest(name=f"nodes/{node_id}"))
+        await plane.resources.DeleteNode(
+            resource_service_pb2.DeleteNodeRequest(name=f"nodes/{node_id}")
+        )
 
         async def back_with_a_new_uid() -> bool:
             node = await plane.node(node_id)
@@ -75,7 +87,9 @@ async def test_a_forgotten_node_registers_again(plane: ControlPlane, node_id: st
         await eventually(back_with_a_new_uid, what="registered again after REREGISTER")
 
 
-async def test_the_agent_rides_out_a_control_plane_restart(plane: ControlPlane, node_id: str) -> None:
+async def test_the_agent_rides_out_a_control_plane_restart(
+    plane: ControlPlane, node_id: str
+) -> None:
     agent = NodeAgent(config(plane, node_id), machine=MACHINE)
     async with running(agent) as task:
         before = await registered(plane, node_id)
@@ -86,14 +100,21 @@ async def test_the_agent_rides_out_a_control_plane_restart(plane: ControlPlane, 
 
         async def beating_again() -> bool:
             node = await plane.node(node_id)
-            return node is not None and node.heartbeat_time.ToNanoseconds() > before.heartbeat_time.ToNanoseconds()
+            return (
+                node is not None
+                and node.heartbeat_time.ToNanoseconds() > before.heartbeat_time.ToNanoseconds()
+            )
 
         await eventually(beating_again, what="heartbeats after the restart")
         node = await plane.node(node_id)
-        assert node is not None and node.uid == before.uid and node.phase == node_pb2.NODE_PHASE_READY
+        assert (
+            node is not None and node.uid == before.uid and node.phase == node_pb2.NODE_PHASE_READY
+        )
 
 
-async def test_a_drain_from_elsewhere_makes_the_agent_leave(plane: ControlPlane, node_id: str) -> None:
+async def test_a_drain_from_elsewhere_makes_the_agent_leave(
+    plane: ControlPlane, node_id: str
+) -> None:
     runtimes: list[TcpRuntime] = []
 
     def make_runtime(report: object) -> TcpRuntime:
@@ -103,7 +124,9 @@ async def test_a_drain_from_elsewhere_makes_the_agent_leave(plane: ControlPlane,
     agent = NodeAgent(config(plane, node_id), machine=MACHINE, runtime=make_runtime)
     async with running(agent) as task:
         await registered(plane, node_id)
-        await plane.resources.DrainNode(resource_service_pb2.DrainNodeRequest(name=f"nodes/{node_id}", reason="Ops"))
+        await plane.resources.DrainNode(
+            resource_service_pb2.DrainNodeRequest(name=f"nodes/{node_id}", reason="Ops")
+        )
         assert await asyncio.wait_for(task, timeout=15) == 0
     assert await plane.node(node_id) is None
     assert runtimes and not runtimes[0].running

@@ -22,8 +22,11 @@ from tests.node_agent.control_plane import ControlPlane
 from tests.node_agent.waiting import eventually
 from tests.services.node.placement import new_replica, place, stored
 
+
 class StartAgent(Protocol):
-    async def __call__(self, node_id: str, *args: str, env: dict[str, str] | None = None) -> AgentProcess: ...
+    async def __call__(
+        self, node_id: str, *args: str, env: dict[str, str] | None = None
+    ) -> AgentProcess: ...
 
 
 @pytest.fixture
@@ -35,7 +38,9 @@ async def agents(plane: ControlPlane, tmp_path: Path) -> AsyncIterator[StartAgen
     async def start(node_id: str, *args: str, env: dict[str, str] | None = None) -> AgentProcess:
         agent = await AgentProcess.start(plane, node_id, tmp_path, *args, env=env)
         started.append(agent)
-        await eventually(lambda: _registered(plane, node_id, agent), timeout=30, what=f"{node_id} registered")
+        await eventually(
+            lambda: _registered(plane, node_id, agent), timeout=30, what=f"{node_id} registered"
+        )
         return agent
 
     yield start
@@ -84,7 +89,10 @@ async def test_the_agent_registers_the_machine_and_heartbeats_its_usage(
     await eventually(usage_arrived, what="heartbeat usage")
     node = await plane.node(node_id)
     assert node is not None
-    await eventually(lambda: _heartbeat_after(plane, node_id, node.heartbeat_time.ToNanoseconds()), what="a later beat")
+    await eventually(
+        lambda: _heartbeat_after(plane, node_id, node.heartbeat_time.ToNanoseconds()),
+        what="a later beat",
+    )
 
 
 async def _heartbeat_after(plane: ControlPlane, node_id: str, nanos: int) -> bool:
@@ -123,7 +131,8 @@ async def test_prestop_makes_the_running_agent_leave(
 
     prestop = await asyncio.create_subprocess_exec(
         *command(plane, node_id), "prestop", "--timeout", "30",
-        cwd=ROOT, env=environment(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=ROOT, env=environment(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await asyncio.wait_for(prestop.communicate(), timeout=60)
 

@@ -5,13 +5,13 @@ what runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
 import pytest
 
-from astra._gen.astra.v1 import replica_pb2
 from astra.server import Server, Tasks
 from astra.store import Store
 from node_agent import AgentConfig, Assignments, StatusReporter
@@ -29,9 +29,17 @@ class Agent:
     reporter: StatusReporter
     runtime: TcpRuntime | None
 
+    @property
+    def tcp(self) -> TcpRuntime:
+        assert self.runtime is not None, "this agent runs no runtime"
+        return self.runtime
 
+
+@contextlib.asynccontextmanager
 async def follow(address: str, node_id: str, *, with_runtime: bool = True) -> AsyncIterator[Agent]:
-    config = AgentConfig(node_id=node_id, server=address, address="127.0.0.1", backoff_base=0.01, backoff_cap=0.2)
+    config = AgentConfig(
+        node_id=node_id, server=address, address="127.0.0.1", backoff_base=0.01, backoff_cap=0.2
+    )
     tasks = Tasks()
     async with grpc.aio.insecure_channel(address) as channel:
 
@@ -52,7 +60,7 @@ async def follow(address: str, node_id: str, *, with_runtime: bool = True) -> As
 
 @pytest.fixture
 async def agent(node_server: Server, node_id: str) -> AsyncIterator[Agent]:
-    async for running in follow(node_server.address, node_id):
+    async with follow(node_server.address, node_id) as running:
         yield running
 
 
@@ -65,43 +73,49 @@ async def read_line(endpoint: str) -> str:
         writer.close()
 
 
-async def test_placed_replicas_start_and_become_ready_in_the_store(agent: Agent, store: Store, node_id: str) -> None:
+async def test_placed_replicas_start_and_become_ready_in_the_store(
+    agent: Agent, store: Store, node_id: str
+) -> None:
     first, second = new_replica(node_id), new_replica(node_id)
     await place(store, node_id, [first, second])
-    assert agent.runtime is not None
 
     async def both_ready() -> bool:
-        return [(await stored(store, replica)).phase for replica in (first, second)] == ["READY", "READY"]
+        return [(await stored(store, replica)).phase for replica in (first, second)] == [
+            "READY",
+            "READY",
+        ]
 
     await eventually(both_ready, what="both replicas READY in the store")
     record = await stored(store, first)
     assert record.execution_provider == "CPUExecutionProvider"
     assert await read_line(record.endpoint) == first.name  # the endpoint really serves
-    assert agent.runtime.running == {first.name, second.name}
+    assert agent.tcp.running == {first.name, second.name}
 
 
 async def test_a_removed_replica_is_stopped(agent: Agent, store: Store, node_id: str) -> None:
     leaving, staying = new_replica(node_id), new_replica(node_id)
     await place(store, node_id, [leaving, staying])
-    assert agent.runtime is not None
-    await eventually(lambda: agent.runtime.running == {leaving.name, staying.name})  # type: ignore[union-attr]
+    await eventually(lambda: agent.tcp.running == {leaving.name, staying.name})
     await place(store, node_id, remove=[leaving])
-    await eventually(lambda: agent.runtime.running == {staying.name})  # type: ignore[union-attr]
+    await eventually(lambda: agent.tcp.running == {staying.name})
     assert set(agent.assignments.replicas) == {staying.name}
 
 
-async def test_a_placement_change_reaches_the_runtime(agent: Agent, store: Store, node_id: str) -> None:
+async def test_a_placement_change_reaches_the_runtime(
+    agent: Agent, store: Store, node_id: str
+) -> None:
     replica = new_replica(node_id)
     await place(store, node_id, [replica])
-    assert agent.runtime is not None
-    await eventually(lambda: replica.name in agent.runtime.running)  # type: ignore[union-attr]
+    await eventually(lambda: replica.name in agent.tcp.running)
     replica.ray_head_address = "127.0.0.1:6379"
     await place(store, node_id, [replica])
-    await eventually(lambda: agent.runtime.specs[replica.name].ray_head_address == "127.0.0.1:6379")  # type: ignore[union-attr]
-    assert agent.runtime.starts[replica.name] == 2
+    await eventually(lambda: agent.tcp.specs[replica.name].ray_head_address == "127.0.0.1:6379")
+    assert agent.tcp.starts[replica.name] == 2
 
 
-async def test_a_lost_stream_resumes_without_restarting_what_runs(store: Store, node_id: str) -> None:
+async def test_a_lost_stream_resumes_without_restarting_what_runs(
+    store: Store, node_id: str
+) -> None:
     service = NodeService(store)
     server = Server("127.0.0.1:0", grace=0.1)
     service.register(server)
@@ -110,9 +124,8 @@ async def test_a_lost_stream_resumes_without_restarting_what_runs(store: Store, 
         address = server.address
         kept, dropped = new_replica(node_id), new_replica(node_id)
         await place(store, node_id, [kept, dropped])
-        async for agent in follow(address, node_id):
-            runtime = agent.runtime
-            assert runtime is not None
+        async with follow(address, node_id) as agent:
+            runtime = agent.tcp
             await eventually(lambda: runtime.running == {kept.name, dropped.name})
             seen = agent.assignments.revision
 
@@ -127,24 +140,29 @@ async def test_a_lost_stream_resumes_without_restarting_what_runs(store: Store, 
                 assert runtime.starts[kept.name] == 1
 
 
-async def test_without_a_runtime_assignments_are_only_acknowledged(node_server: Server, store: Store, node_id: str) -> None:
+async def test_without_a_runtime_assignments_are_only_acknowledged(
+    node_server: Server, store: Store, node_id: str
+) -> None:
     replica = new_replica(node_id)
     await place(store, node_id, [replica])
-    async for agent in follow(node_server.address, node_id, with_runtime=False):
+    async with follow(node_server.address, node_id, with_runtime=False) as agent:
         await eventually(lambda: replica.name in agent.assignments.replicas)
         assert agent.assignments.replicas[replica.name].models[0].name == "resnet"
     assert (await stored(store, replica)).phase == "PENDING"
 
 
-async def test_draining_settles_every_replica_and_the_store_sees_it(agent: Agent, store: Store, node_id: str) -> None:
+async def test_draining_settles_every_replica_and_the_store_sees_it(
+    agent: Agent, store: Store, node_id: str
+) -> None:
     replicas = [new_replica(node_id) for _ in range(3)]
     await place(store, node_id, replicas)
-    assert agent.runtime is not None
-    await eventually(lambda: len(agent.runtime.running) == 3)  # type: ignore[union-attr]
+    await eventually(lambda: len(agent.tcp.running) == 3)
     endpoint = (await stored(store, replicas[0])).endpoint
     host, _, port = endpoint.rpartition(":")
     answer, in_flight = await asyncio.open_connection(host, int(port))  # a request in flight
-    assert (await asyncio.wait_for(answer.readline(), timeout=5)).strip() == replicas[0].name.encode()
+    assert (await asyncio.wait_for(answer.readline(), timeout=5)).strip() == replicas[
+        0
+    ].name.encode()
 
     draining = await agent.assignments.drain()
     assert sorted(draining) == sorted(r.name for r in replicas)
@@ -160,4 +178,4 @@ async def test_draining_settles_every_replica_and_the_store_sees_it(agent: Agent
     late = new_replica(node_id)  # placed on a draining node: not started
     await place(store, node_id, [late])
     await eventually(lambda: late.name in agent.assignments.replicas)
-    assert late.name not in agent.runtime.starts
+    assert late.name not in agent.tcp.starts

@@ -9,7 +9,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from node_agent import NVIDIA_SMI_QUERY, Gpu, Machine, address_towards, find_gpus, parse_nvidia_smi, probe_machine, read_usage
+from node_agent import (
+    NVIDIA_SMI_QUERY,
+    Gpu,
+    Machine,
+    address_towards,
+    find_gpus,
+    parse_nvidia_smi,
+    probe_machine,
+    read_usage,
+)
 
 # What `nvidia-smi --query-gpu=name,memory.total,uuid --format=csv,noheader,nounits` prints
 # on a machine with these GPUs (memory in MiB).
@@ -34,25 +43,31 @@ def test_nvidia_smi_lines_that_do_not_parse_are_skipped() -> None:
 
 
 def test_a_model_name_with_a_comma_keeps_it() -> None:
-    assert parse_nvidia_smi("Acme GPU, rev 2, 1024, GPU-x") == [Gpu("Acme GPU, rev 2", 1 << 30, "GPU-x")]
+    assert parse_nvidia_smi("Acme GPU, rev 2, 1024, GPU-x") == [
+        Gpu("Acme GPU, rev 2", 1 << 30, "GPU-x")
+    ]
+
+
+def nvidia_smi_on_path(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put an ``nvidia-smi`` shell ``script`` first on PATH."""
+    binary = tmp_path / "nvidia-smi"
+    binary.write_text("#!/bin/sh\n" + script)
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture
-def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An `nvidia-smi` on PATH that stands in for the GPU this machine does not have:
-    it answers the probe's exact query with the captured output, and fails otherwise."""
-    script = tmp_path / "nvidia-smi"
-    expected = " ".join(NVIDIA_SMI_QUERY)
-    script.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$*" = "{expected}" ]; then cat <<\'EOF\'\n{CAPTURED}EOF\nelse echo "bad query: $*" >&2; exit 2; fi\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    return script
+def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `nvidia-smi` that stands in for the GPU this machine does not have: it answers
+    the probe's exact query with the captured output, and fails otherwise."""
+    query = " ".join(NVIDIA_SMI_QUERY)
+    answer = f"cat <<'EOF'\n{CAPTURED}EOF"
+    script = f'if [ "$*" = "{query}" ]; then {answer}\nelse echo "bad query: $*" >&2; exit 2; fi\n'
+    nvidia_smi_on_path(script, tmp_path, monkeypatch)
 
 
-def test_gpus_come_from_nvidia_smi_on_path(fake_nvidia_smi: Path) -> None:
+@pytest.mark.usefixtures("fake_nvidia_smi")
+def test_gpus_come_from_nvidia_smi_on_path() -> None:
     gpus = find_gpus()
     assert [gpu.model for gpu in gpus] == ["NVIDIA A10G", "NVIDIA H100 80GB HBM3", "Tesla T4"]
     machine = probe_machine()
@@ -60,14 +75,14 @@ def test_gpus_come_from_nvidia_smi_on_path(fake_nvidia_smi: Path) -> None:
 
 
 def test_a_failing_nvidia_smi_means_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver' >&2\nexit 9\n")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    failure = "NVIDIA-SMI has failed because it could not communicate with the driver"
+    nvidia_smi_on_path(f"echo '{failure}' >&2\nexit 9\n", tmp_path, monkeypatch)
     assert find_gpus() == []
 
 
-def test_without_nvidia_smi_or_nvml_there_is_no_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_nvidia_smi_or_nvml_there_is_no_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     machine = probe_machine()
     assert machine.gpus == () and machine.accelerator == ""
@@ -88,7 +103,10 @@ def test_usage_is_real_and_in_range() -> None:
 
 
 def test_accelerator_slug_of_a_gpu_model() -> None:
-    assert Machine(1, 1, (Gpu("NVIDIA A100-SXM4-80GB", 1, "u"),)).accelerator == "nvidia-a100-sxm4-80gb"
+    assert (
+        Machine(1, 1, (Gpu("NVIDIA A100-SXM4-80GB", 1, "u"),)).accelerator
+        == "nvidia-a100-sxm4-80gb"
+    )
 
 
 def test_address_towards_a_loopback_server_is_loopback() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -39,7 +40,9 @@ class FlakyResource(resource_service_pb2_grpc.ResourceServiceServicer):
         self.code = grpc.StatusCode.UNAVAILABLE
         self.calls = 0
 
-    async def GetNode(self, request: pb.GetNodeRequest, context: grpc.aio.ServicerContext) -> pb.GetNodeResponse:  # type: ignore[type-arg]  # noqa: N802
+    async def GetNode(  # noqa: N802 - the RPC's name
+        self, request: pb.GetNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetNodeResponse:
         self.calls += 1
         if self.calls <= self.failures:
             await context.abort(self.code, f"failure {self.calls}")
@@ -47,7 +50,9 @@ class FlakyResource(resource_service_pb2_grpc.ResourceServiceServicer):
 
 
 @pytest.fixture
-async def flaky() -> AsyncIterator[tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]]:
+async def flaky() -> (
+    AsyncIterator[tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]]
+):
     servicer = FlakyResource()
     server = Server("127.0.0.1:0", grace=0.1)
     server.add_servicer(
@@ -59,28 +64,45 @@ async def flaky() -> AsyncIterator[tuple[FlakyResource, resource_service_pb2_grp
         yield servicer, resource_service_pb2_grpc.ResourceServiceStub(channel)
 
 
-async def test_transient_failures_are_retried_until_success(flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]) -> None:
+async def test_transient_failures_are_retried_until_success(
+    flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub],
+) -> None:
     servicer, stub = flaky
     servicer.failures = 3
-    await retry_call(lambda: stub.GetNode(pb.GetNodeRequest(name="nodes/a")), what="get", backoff=Backoff(base=0.01, cap=0.02))
+    await retry_call(
+        lambda: stub.GetNode(pb.GetNodeRequest(name="nodes/a")),
+        what="get",
+        backoff=Backoff(base=0.01, cap=0.02),
+    )
     assert servicer.calls == 4
 
 
-async def test_a_final_status_is_raised_at_once(flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]) -> None:
+async def test_a_final_status_is_raised_at_once(
+    flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub],
+) -> None:
     servicer, stub = flaky
     servicer.failures, servicer.code = 5, grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await retry_call(lambda: stub.GetNode(pb.GetNodeRequest()), what="get", backoff=Backoff(base=0.01, cap=0.02))
+        await retry_call(
+            lambda: stub.GetNode(pb.GetNodeRequest()),
+            what="get",
+            backoff=Backoff(base=0.01, cap=0.02),
+        )
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT and servicer.calls == 1
 
 
-async def test_retries_stop_at_the_deadline(flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]) -> None:
+async def test_retries_stop_at_the_deadline(
+    flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub],
+) -> None:
     servicer, stub = flaky
     servicer.failures = 10_000
     start = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await retry_call(
-            lambda: stub.GetNode(pb.GetNodeRequest()), what="get", backoff=Backoff(base=0.05, cap=0.1), deadline=start + 0.5
+            lambda: stub.GetNode(pb.GetNodeRequest()),
+            what="get",
+            backoff=Backoff(base=0.05, cap=0.1),
+            deadline=start + 0.5,
         )
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - start < 0.6 and 3 <= servicer.calls < 15

@@ -7,7 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, what: str = "") -> None:
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, what: str = ""
+) -> None:
     """Wait until ``check()`` (a function or a coroutine function) is true."""
     deadline = time.monotonic() + timeout
     while True:

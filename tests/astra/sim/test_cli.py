@@ -13,12 +13,14 @@ from tests.node_agent.control_plane import DEAD_AFTER, HEARTBEAT_INTERVAL, Contr
 from tests.node_agent.waiting import eventually
 
 
-async def test_sim_nodes_runs_a_fleet_that_obeys_its_controls_and_leaves(plane: ControlPlane) -> None:
+async def test_sim_nodes_runs_a_fleet_that_obeys_its_controls_and_leaves(
+    plane: ControlPlane,
+) -> None:
     prefix = f"cli-{uuid.uuid4().hex[:6]}-"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "astra.cli", "sim", "nodes", "--count", "40", "--batch-size", "16",
-        "--prefix", prefix, "--api-address", plane.address, "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
-        "--leave",
+        sys.executable, "-m", "astra.cli", "sim", "nodes", "--count", "40",
+        "--batch-size", "16", "--prefix", prefix, "--api-address", plane.address,
+        "--heartbeat-interval", str(HEARTBEAT_INTERVAL), "--leave",
         cwd=ROOT, env=environment(), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -52,7 +54,9 @@ async def test_sim_nodes_runs_a_fleet_that_obeys_its_controls_and_leaves(plane: 
         _, errors = await asyncio.wait_for(process.communicate(), timeout=30)
         assert process.returncode == 0, errors.decode()
         assert b"unknown command 'bogus'" in errors
-        assert [await phase(index) for index in range(40)] == [None] * 40  # --leave deregistered them
+        assert [await phase(index) for index in range(40)] == [
+            None
+        ] * 40  # --leave deregistered them
     finally:
         if process.returncode is None:
             process.kill()

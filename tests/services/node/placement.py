@@ -11,7 +11,9 @@ from astra.records import AllocRecord, Quantity, ReplicaRecord, ReplicaRole
 from astra.store import Compare, Delete, Put, Store
 
 
-def new_replica(node_id: str, *, app_id: str | None = None, replica_id: str | None = None) -> ReplicaRecord:
+def new_replica(
+    node_id: str, *, app_id: str | None = None, replica_id: str | None = None
+) -> ReplicaRecord:
     """A replica record for ``node_id`` with one model, under a fresh app unless named."""
     return ReplicaRecord(
         app_id=app_id or f"app-{uuid.uuid4().hex[:8]}",
@@ -20,7 +22,15 @@ def new_replica(node_id: str, *, app_id: str | None = None, replica_id: str | No
         ray_cluster="c0",
         role=ReplicaRole.WORKER.value,
         resources=Quantity(500, 1 << 30, 0),
-        models=[{"name": "resnet", "version": "1", "uri": "/models/resnet.onnx", "sha256": "ab" * 32, "format": "ONNX"}],
+        models=[
+            {
+                "name": "resnet",
+                "version": "1",
+                "uri": "/models/resnet.onnx",
+                "sha256": "ab" * 32,
+                "format": "ONNX",
+            }
+        ],
         app_generation=1,
     )
 
@@ -48,14 +58,18 @@ async def place(
         if not keep_removed:
             ops.append(Delete(keys.replica(record.app_id, record.replica_id)))
     ops.append(Put(alloc_key, alloc.to_bytes()))
-    result = await store.txn([Compare.mod_revision(alloc_key) == (current.mod_revision if current else 0)], ops)
+    result = await store.txn(
+        [Compare.mod_revision(alloc_key) == (current.mod_revision if current else 0)], ops
+    )
     assert result.succeeded, "the allocation changed under the test"
     return result.revision
 
 
 async def update(store: Store, record: ReplicaRecord) -> int:
     """Rewrite ``record`` as it is now (a placement change, e.g. its head's address)."""
-    return (await store.put(keys.replica(record.app_id, record.replica_id), record.to_bytes())).revision
+    return (
+        await store.put(keys.replica(record.app_id, record.replica_id), record.to_bytes())
+    ).revision
 
 
 async def stored(store: Store, record: ReplicaRecord) -> ReplicaRecord:

@@ -21,7 +21,9 @@ Call = grpc.aio.UnaryStreamCall[pb.WatchAssignmentsRequest, pb.WatchAssignmentsR
 
 @contextlib.asynccontextmanager
 async def watching(stub: Stub, node_id: str, start_revision: int = 0) -> AsyncIterator[Call]:
-    call = stub.WatchAssignments(pb.WatchAssignmentsRequest(node=f"nodes/{node_id}", start_revision=start_revision))
+    call = stub.WatchAssignments(
+        pb.WatchAssignmentsRequest(node=f"nodes/{node_id}", start_revision=start_revision)
+    )
     try:
         yield call
     finally:
@@ -34,7 +36,9 @@ async def next_message(call: Call) -> pb.WatchAssignmentsResponse:
     return message
 
 
-async def test_snapshot_holds_every_assigned_replica_with_its_placement(stub: Stub, store: Store, node_id: str) -> None:
+async def test_snapshot_holds_every_assigned_replica_with_its_placement(
+    stub: Stub, store: Store, node_id: str
+) -> None:
     first, second = new_replica(node_id), new_replica(node_id)
     revision = await place(store, node_id, [first, second])
     await place(store, "other-" + node_id, [new_replica("other-" + node_id)])
@@ -43,7 +47,9 @@ async def test_snapshot_holds_every_assigned_replica_with_its_placement(stub: St
         snapshot = await next_message(call)
 
     assert snapshot.snapshot and snapshot.revision >= revision
-    assert sorted(replica.name for replica in snapshot.replicas) == sorted([first.name, second.name])
+    assert sorted(replica.name for replica in snapshot.replicas) == sorted(
+        [first.name, second.name]
+    )
     replica = next(replica for replica in snapshot.replicas if replica.name == first.name)
     assert replica.node == f"nodes/{node_id}"
     assert replica.role == replica_pb2.REPLICA_ROLE_WORKER and replica.ray_cluster == "c0"
@@ -69,13 +75,17 @@ async def test_changes_carry_only_what_changed(stub: Stub, store: Store, node_id
         placed = await place(store, node_id, [second])
         added = await next_message(call)
         assert not added.snapshot and added.revision == placed
-        assert [replica.name for replica in added.replicas] == [second.name] and not added.removed_replicas
+        assert [replica.name for replica in added.replicas] == [
+            second.name
+        ] and not added.removed_replicas
 
         first.ray_head_address = "10.0.0.7:6379"  # its head came up: the agent must learn it
         changed_at = await update(store, first)
         changed = await next_message(call)
         assert changed.revision == changed_at
-        assert [(r.name, r.ray_head_address) for r in changed.replicas] == [(first.name, "10.0.0.7:6379")]
+        assert [(r.name, r.ray_head_address) for r in changed.replicas] == [
+            (first.name, "10.0.0.7:6379")
+        ]
 
         removed_at = await place(store, node_id, remove=[first])
         removed = await next_message(call)
@@ -93,7 +103,9 @@ async def test_status_reports_are_not_echoed_back(stub: Stub, store: Store, node
                 node=f"nodes/{node_id}",
                 reports=[
                     pb.ReplicaStatusReport(
-                        replica=replica.name, phase=replica_pb2.REPLICA_PHASE_READY, endpoint="127.0.0.1:9000"
+                        replica=replica.name,
+                        phase=replica_pb2.REPLICA_PHASE_READY,
+                        endpoint="127.0.0.1:9000",
                     )
                 ],
             )
@@ -105,7 +117,9 @@ async def test_status_reports_are_not_echoed_back(stub: Stub, store: Store, node
         assert [r.name for r in message.replicas] == [later.name]
 
 
-async def test_other_nodes_changes_do_not_reach_a_stream(stub: Stub, store: Store, node_id: str) -> None:
+async def test_other_nodes_changes_do_not_reach_a_stream(
+    stub: Stub, store: Store, node_id: str
+) -> None:
     async with watching(stub, node_id) as mine, watching(stub, "other-" + node_id) as theirs:
         await next_message(mine)
         await next_message(theirs)
@@ -117,7 +131,9 @@ async def test_other_nodes_changes_do_not_reach_a_stream(stub: Stub, store: Stor
         assert [r.name for r in message.replicas] == [own.name]
 
 
-async def test_resuming_sends_what_changed_since_the_revision(stub: Stub, store: Store, node_id: str) -> None:
+async def test_resuming_sends_what_changed_since_the_revision(
+    stub: Stub, store: Store, node_id: str
+) -> None:
     kept, dropped, changed = new_replica(node_id), new_replica(node_id), new_replica(node_id)
     await place(store, node_id, [kept, dropped, changed])
     async with watching(stub, node_id) as call:
@@ -135,7 +151,9 @@ async def test_resuming_sends_what_changed_since_the_revision(stub: Stub, store:
     assert list(resumed.removed_replicas) == [dropped.name]
 
 
-async def test_resuming_from_a_compacted_revision_is_out_of_range(stub: Stub, store: Store, node_id: str) -> None:
+async def test_resuming_from_a_compacted_revision_is_out_of_range(
+    stub: Stub, store: Store, node_id: str
+) -> None:
     old = await place(store, node_id, [new_replica(node_id)])
     await place(store, node_id, [new_replica(node_id)])
     await store.compact(await store.current_revision())
