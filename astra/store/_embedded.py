@@ -4,12 +4,18 @@ How it works:
 
 - **One event loop owns it.** No call awaits between reading the state and changing it,
   so every transaction is atomic and the history is serial without any lock.
-- **A write** is prepared against the in-memory keyspace (:mod:`astra.store._mvcc`),
-  committed to SQLite in one SQLite transaction (:mod:`astra.store._sqlite`), and only
-  then applied in memory and shown to watchers. The commit runs on the loop's thread
-  before the call returns: with WAL and ``synchronous=NORMAL`` it is a ``write()`` into
-  the OS's cache, tens of microseconds, and an acknowledged write survives the process
-  being killed. A failed commit changes nothing (UnavailableError).
+- **A write** is prepared against the in-memory keyspace (:mod:`astra.store._mvcc`) and
+  applied there at once; it is acknowledged only once it is in the file. The writes
+  of every task that runs in one turn of the event loop go to SQLite together, in one
+  SQLite transaction (:mod:`astra.store._sqlite`) written from a callback queued behind
+  them (group commit): concurrent clients share one commit, a lone client pays one loop
+  turn. With WAL and ``synchronous=NORMAL`` a commit is a ``write()`` into the OS's
+  cache, tens of microseconds, and an acknowledged write survives the process being
+  killed at any instant.
+- **Nothing unwritten escapes.** A read returns, and a watch delivers, only once every
+  revision it saw is in the file; so no caller ever acts on a write that a crash could
+  undo. If SQLite fails (disk full, I/O error), the store closes itself: the writes
+  waiting for that commit fail, and reopening the file brings back its last state.
 - **Watches** pull from the shared history by revision and sleep on one notification,
   so nothing is queued per watcher: a slow watcher lags behind and, once its revision
   is compacted, gets CompactedError, like an etcd watcher that falls too far behind.
@@ -20,10 +26,12 @@ How it works:
   revocation delete the lease's keys in one revision. Grants are persisted, keepalives
   are not: after a reopen every lease restarts its full TTL, as etcd does after a restart.
   TTLs under 2 seconds are raised to 2, etcd's minimum.
-- **Closing** stops the lease task, closes the file and ends every watch with
-  StoreError("closed"); later calls raise it too. A reopened store is a new object:
-  watch it again from the last revision seen plus one to continue without a gap or a
-  repeat.
+- **Every call lets other tasks run** before it returns, as a call to a server would,
+  so a loop of calls never starves the event loop.
+- **Closing** writes what is pending, stops the lease task, closes the file and ends
+  every watch with StoreError("closed"); later calls raise it too. A reopened store is a
+  new object: watch it again from the last revision seen plus one to continue without
+  a gap or a repeat.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 from astra.store._base import Store
-from astra.store._errors import CompactedError, LeaseNotFoundError, StoreError, UnavailableError
+from astra.store._errors import CompactedError, LeaseNotFoundError, StoreError
 from astra.store._mvcc import Keyspace, LeaseEntry, Prepared
 from astra.store._sqlite import Journal, Synchronous
 from astra.store._types import Compare, Event, Lease, Op, RangeResult, TxnResult
@@ -51,8 +59,6 @@ MIN_LEASE_TTL = 2
 _COMPACT_EVERY = 64
 #: Revisions a watcher scans in one step before it lets others run.
 _WATCH_STEP = 1024
-#: Seconds before retrying to revoke an expired lease that could not be written.
-_REVOKE_RETRY = 1.0
 
 
 class EmbeddedStore(Store):
@@ -62,7 +68,11 @@ class EmbeddedStore(Store):
         self._keyspace = keyspace
         self._journal = journal
         self._history = history
-        self._closed = False
+        self._closed = ""  # why the store is closed, once it is
+        #: The changes waiting for the next commit (only with a file).
+        self._batch: _Batch | None = None
+        #: The latest revision in the file, which watchers may see.
+        self._durable = keyspace.revision
         self._written: asyncio.Event | None = None
         self._deadlines = _Deadlines()
         for lease_id, lease in keyspace.leases.items():
@@ -85,7 +95,7 @@ class EmbeddedStore(Store):
             path: the SQLite file; ``None`` keeps everything in memory.
             history: how many revisions to keep for old reads and watches.
             synchronous: ``"NORMAL"`` survives the process dying at any instant,
-                ``"FULL"`` also survives power loss (one fsync per write).
+                ``"FULL"`` also survives power loss (one fsync per commit).
 
         Raises:
             UnavailableError: the file is held by another store or cannot be opened.
@@ -101,43 +111,96 @@ class EmbeddedStore(Store):
     # -- reads and writes --------------------------------------------------------------
 
     async def _range(self, key: str, *, prefix: bool, limit: int, revision: int) -> RangeResult:
-        await self._turn()
-        return self._keyspace.range(key, prefix=prefix, limit=limit, revision=revision)
+        self._check_open()
+        result = self._keyspace.range(key, prefix=prefix, limit=limit, revision=revision)
+        await self._settle()
+        return result
 
     async def _txn(
         self, compares: list[Compare], success: list[Op], failure: list[Op]
     ) -> TxnResult:
-        await self._turn()
+        self._check_open()
         prepared = self._keyspace.prepare(compares, success, failure)
         if prepared.events:
             self._commit(prepared)
+        await self._settle()
         return TxnResult(prepared.succeeded, prepared.revision, prepared.results)
 
     def _commit(self, prepared: Prepared, *, revoked: int = 0) -> None:
-        """Persist, then apply, a prepared write (and the lease it revokes); compact
-        the oldest history when the window is full."""
+        """Apply a prepared write (and the lease it revokes) and queue it for the file;
+        compact the oldest history when the window is full."""
         keyspace = self._keyspace
-        if self._journal is not None:
-            self._journal.write(prepared.events, revoked=(revoked,) if revoked else ())
         keyspace.apply(prepared)
         if revoked:
             del keyspace.leases[revoked]
             self._deadlines.discard(revoked)
-        if not prepared.events:
-            return
-        if self._written is not None:
-            self._written.set()
-            self._written = None
-        oldest = prepared.revision - self._history + 1
+        if self._journal is None:
+            self._durable = keyspace.revision
+            self._wake_watchers()
+        else:
+            batch = self._pending()
+            if prepared.events:
+                batch.revisions.append(prepared.events)
+            if revoked:
+                batch.revoked.append(revoked)
+        oldest = keyspace.revision - self._history + 1
         if oldest - keyspace.first >= _COMPACT_EVERY:
-            try:
-                self._compact(oldest)
-            except UnavailableError:  # the write itself is committed: compact next time
-                _log.warning("automatic compaction to revision %d failed", oldest, exc_info=True)
+            self._compact(oldest)
 
     async def current_revision(self) -> int:
-        await self._turn()
-        return self._keyspace.revision
+        self._check_open()
+        revision = self._keyspace.revision
+        await self._settle()
+        return revision
+
+    # -- the file ------------------------------------------------------------------------
+
+    def _pending(self) -> _Batch:
+        """The changes the next commit writes; the first one schedules that commit."""
+        if self._batch is None:
+            self._batch = _Batch()
+            asyncio.get_running_loop().call_soon(self._flush)
+        return self._batch
+
+    def _flush(self) -> None:
+        """Write the pending changes in one SQLite transaction; show them to watchers."""
+        batch, self._batch = self._batch, None
+        if batch is None:  # close() wrote it already
+            return
+        assert self._journal is not None
+        try:
+            self._journal.write(
+                batch.revisions,
+                obsolete=batch.obsolete,
+                compacted=batch.compacted,
+                granted=batch.granted,
+                revoked=batch.revoked,
+            )
+        except Exception as exc:  # memory now holds writes the file lacks: stop serving it
+            _log.exception("the embedded store cannot write %s; closing it", self._journal.path)
+            batch.failure = f"the embedded store closed: {exc}"
+            self._shut(batch.failure)
+        else:
+            self._durable = self._keyspace.revision
+            self._wake_watchers()
+
+    async def _settle(self) -> None:
+        """Let other tasks run, then return once everything the call saw is in the file.
+
+        The commit of a batch is queued when the batch starts, so it runs before any
+        task that joined the batch resumes from here: one loop turn per call.
+
+        Raises:
+            StoreError: the file could not be written (the store closed).
+        """
+        batch = self._batch
+        await asyncio.sleep(0)
+        if batch is None:
+            return
+        if self._batch is batch:  # an event loop that ran us before the queued commit
+            self._flush()
+        if batch.failure:
+            raise StoreError(batch.failure)
 
     # -- compaction ----------------------------------------------------------------------
 
@@ -148,7 +211,7 @@ class EmbeddedStore(Store):
             CompactedError: the store is already compacted up to or past ``revision``.
             ValueError: ``revision`` is in the future.
         """
-        await self._turn()
+        self._check_open()
         keyspace = self._keyspace
         if revision <= keyspace.compacted:
             raise CompactedError(revision, keyspace.compacted)
@@ -157,39 +220,45 @@ class EmbeddedStore(Store):
                 f"revision {revision} is in the future (the store is at {keyspace.revision})"
             )
         self._compact(revision)
+        await self._settle()
 
     def _compact(self, revision: int) -> None:
         keyspace = self._keyspace
         if self._journal is not None:
-            self._journal.write(obsolete=keyspace.obsolete_rows(revision), compacted=revision)
+            batch = self._pending()
+            batch.obsolete += keyspace.obsolete_rows(revision)
+            batch.compacted = revision
         keyspace.compact(revision)
 
     # -- leases --------------------------------------------------------------------------
 
     async def lease_grant(self, ttl: int) -> Lease:
-        await self._turn()
+        self._check_open()
         ttl = max(ttl, MIN_LEASE_TTL)
         leases = self._keyspace.leases
         lease_id = 0
         while not lease_id or lease_id in leases:
             lease_id = secrets.randbits(63)
-        if self._journal is not None:
-            self._journal.write(granted=((lease_id, ttl),))
         leases[lease_id] = LeaseEntry(ttl)
         self._deadlines.set(lease_id, ttl)
+        if self._journal is not None:
+            self._pending().granted.append((lease_id, ttl))
+        await self._settle()
         return Lease(lease_id, ttl)
 
     async def lease_keepalive(self, lease_id: int) -> int:
-        await self._turn()
+        self._check_open()
         lease = self._keyspace.leases.get(lease_id)
         if lease is None:
             raise LeaseNotFoundError(lease_id)
         self._deadlines.set(lease_id, lease.ttl)
+        await self._settle()
         return lease.ttl
 
     async def lease_revoke(self, lease_id: int) -> None:
-        await self._turn()
+        self._check_open()
         self._revoke(lease_id)
+        await self._settle()
 
     def _revoke(self, lease_id: int) -> None:
         if lease_id in self._keyspace.leases:
@@ -199,13 +268,7 @@ class EmbeddedStore(Store):
         """Revoke every lease at its deadline, until cancelled by :meth:`close`."""
         while True:
             for lease_id in self._deadlines.expired():
-                try:
-                    self._revoke(lease_id)
-                except UnavailableError:
-                    _log.warning(
-                        "cannot revoke expired lease %#x; retrying", lease_id, exc_info=True
-                    )
-                    self._deadlines.set(lease_id, _REVOKE_RETRY)
+                self._revoke(lease_id)
             await self._deadlines.wait()
 
     # -- watch ---------------------------------------------------------------------------
@@ -223,39 +286,59 @@ class EmbeddedStore(Store):
             self._check_open()
             if revision < keyspace.compacted:
                 raise CompactedError(revision, keyspace.compacted)
-            if revision > keyspace.revision:
+            if revision > self._durable:
                 if self._written is None:
                     self._written = asyncio.Event()
                 await self._written.wait()
                 continue
-            events, revision = keyspace.events(prefix, revision, _WATCH_STEP)
+            until = min(self._durable, revision + _WATCH_STEP - 1)
+            events = keyspace.events(prefix, revision, until)
+            revision = until + 1
             if events:
                 yield events
             else:
                 await asyncio.sleep(0)  # a stretch with nothing for this watch: let others run
 
-    # -- lifecycle -----------------------------------------------------------------------
+    def _wake_watchers(self) -> None:
+        if self._written is not None:
+            self._written.set()
+            self._written = None
 
-    async def _turn(self) -> None:
-        """Let other tasks run first, as a call to a server would: a loop of calls
-        never starves the event loop."""
-        await asyncio.sleep(0)
-        self._check_open()
+    # -- lifecycle -----------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError("the embedded store is closed")
+            raise StoreError(self._closed)
 
     async def close(self) -> None:
+        """Write what is pending, then release the file and end the watches. Idempotent."""
+        self._flush()
+        self._shut("the embedded store is closed")
+        await asyncio.wait([self._expiry])
+
+    def _shut(self, reason: str) -> None:
         if self._closed:
             return
-        self._closed = True
+        self._closed = reason
         self._expiry.cancel()
-        await asyncio.wait([self._expiry])
-        if self._written is not None:
-            self._written.set()
+        self._wake_watchers()
         if self._journal is not None:
             self._journal.close()
+
+
+class _Batch:
+    """Changes applied in memory and not yet in the file, for one commit."""
+
+    __slots__ = ("compacted", "failure", "granted", "obsolete", "revisions", "revoked")
+
+    def __init__(self) -> None:
+        self.revisions: list[list[Event]] = []
+        self.obsolete: list[tuple[int, str]] = []
+        self.compacted = 0
+        self.granted: list[tuple[int, int]] = []
+        self.revoked: list[int] = []
+        #: Why the commit failed, once it did.
+        self.failure = ""
 
 
 class _Deadlines:

@@ -74,16 +74,17 @@ def check_duplicates(ops: Sequence[Op]) -> None:
     put of a key that a delete of the same branch covers."""
     if len(ops) < 2:
         return
-    puts: set[str] = set()
+    puts = [op.key for op in ops if isinstance(op, Put)]
     deletes = [op for op in ops if isinstance(op, Delete)]
-    for op in ops:
-        if not isinstance(op, Put):
-            continue
-        if op.key in puts or any(_covers(delete, op.key) for delete in deletes):
+    if len(set(puts)) == len(puts) and not deletes:
+        return
+    seen: set[str] = set()
+    for key in puts:
+        if key in seen or any(_covers(delete, key) for delete in deletes):
             raise LimitError(
-                f"key {op.key!r} is written twice in one transaction branch, which etcd refuses"
+                f"key {key!r} is written twice in one transaction branch, which etcd refuses"
             )
-        puts.add(op.key)
+        seen.add(key)
 
 
 def _covers(delete: Delete, key: str) -> bool:
@@ -184,19 +185,15 @@ class Keyspace:
                     changes[k] = event.prev
         return changes
 
-    def events(self, prefix: str, start: int, revisions: int) -> tuple[list[Event], int]:
-        """The events under ``prefix`` of at most ``revisions`` revisions from ``start``
-        (not before the compaction point), and the revision to continue from."""
-        history = self.history
-        low = max(0, start - self.first)
-        high = min(len(history), low + revisions)
-        found = [
+    def events(self, prefix: str, start: int, until: int) -> list[Event]:
+        """The events under ``prefix`` of revisions ``start`` to ``until`` (retained ones)."""
+        history, first = self.history, self.first
+        return [
             event
-            for index in range(low, high)
+            for index in range(max(0, start - first), until + 1 - first)
             for event in history[index]
             if event.kv.key.startswith(prefix)
         ]
-        return found, self.first + high
 
     # -- transactions ----------------------------------------------------------------
 
@@ -358,14 +355,11 @@ class _Draft:
             return self._delete(op)
         return self.keyspace._read(op.key, op.prefix, op.limit, self.overlay, self.revision)
 
-    def _get(self, key: str) -> KeyValue | None:
-        overlay = self.overlay
-        return overlay[key] if key in overlay else self.keyspace.kvs.get(key)
-
     def _put(self, op: Put) -> PutResult:
         if op.lease and op.lease not in self.keyspace.leases:
             raise LeaseNotFoundError(op.lease)
-        prev = self._get(op.key)
+        overlay = self.overlay
+        prev = overlay[op.key] if op.key in overlay else self.keyspace.kvs.get(op.key)
         revision = self.revision
         if prev is None:
             kv = KeyValue(op.key, op.value, revision, revision, 1, op.lease)

@@ -1,16 +1,16 @@
-"""The embedded store's file: SQLite in WAL mode, one SQLite transaction per store write.
+"""The embedded store's file: SQLite in WAL mode, written in atomic batches of revisions.
 
 The layout is etcd's own: a table of key versions in revision order, which is at once
-the history and, through each key's latest row, the state. A write appends the
-rows of its revision; compaction deletes the rows no retained revision needs (see
+the history and, through each key's latest row, the state. A commit appends the rows
+of its revisions; compaction deletes the rows no retained revision needs (see
 :meth:`Keyspace.obsolete_rows`); opening replays every row, O(live keys + retained
 events).
 
 Durability: ``synchronous=NORMAL`` (the default) makes every commit a write to the WAL
-before the call returns, which survives the process being killed at any instant;
-power loss may lose the last commits before a checkpoint, never consistency.
+before the store acknowledges it, which survives the process being killed at any
+instant; power loss may lose the last commits before a checkpoint, never consistency.
 ``synchronous=FULL`` also fsyncs each commit, surviving power loss at the cost of one
-fsync per write. The file is opened with an exclusive lock: one store per file.
+fsync per commit. The file is opened with an exclusive lock: one store per file.
 """
 
 from __future__ import annotations
@@ -127,17 +127,17 @@ class Journal:
 
     def write(
         self,
-        events: Sequence[Event] = (),
+        revisions: Sequence[Sequence[Event]] = (),
         *,
         obsolete: Sequence[tuple[int, str]] = (),
         compacted: int = 0,
         granted: Sequence[tuple[int, int]] = (),
         revoked: Sequence[int] = (),
     ) -> None:
-        """Commit one store write in one SQLite transaction: all of it or nothing.
+        """Commit changes of the store in one SQLite transaction: all of them or nothing.
 
         Args:
-            events: the events of a new revision, in order.
+            revisions: the events of each new revision, in order.
             obsolete: (revision, key) of rows to delete.
             compacted: the new compaction point, if not 0.
             granted: (id, ttl) of new leases.
@@ -150,8 +150,10 @@ class Journal:
         with self._errors("write"):
             db.execute("BEGIN")
             try:
-                if events:
-                    db.executemany(_INSERT_ROW, _rows(events))
+                if revisions:
+                    db.executemany(
+                        _INSERT_ROW, [row for events in revisions for row in _rows(events)]
+                    )
                 if obsolete:
                     db.executemany(
                         _DELETE_ROW,

@@ -230,6 +230,38 @@ async def test_one_file_serves_one_store_at_a_time(path: str) -> None:
         assert await store.current_revision() == 1
 
 
+async def test_a_failed_commit_closes_the_store_and_leaks_nothing_unwritten(path: str) -> None:
+    store = await EmbeddedStore.open(path)
+    try:
+        before = await store.put("/a", b"1")
+        watcher = asyncio.create_task(collect_one(store, before.revision + 1))
+        db = store._journal._db  # a real SQLite limit makes the next commit fail: disk full
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        db.execute(f"PRAGMA max_page_count = {pages + 4}")
+
+        # The reader saw the write in memory, so it fails with it: it must not see it succeed.
+        outcomes = await asyncio.gather(
+            store.put("/big", bytes(1 << 20)), store.get("/big"), return_exceptions=True
+        )
+        outcomes += await asyncio.gather(watcher, return_exceptions=True)
+        for outcome in outcomes:
+            assert isinstance(outcome, StoreError) and "disk is full" in str(outcome)
+        with pytest.raises(StoreError, match="disk is full"):
+            await store.get("/a")
+    finally:
+        await store.close()
+
+    async with await EmbeddedStore.open(path) as reopened:
+        assert await reopened.current_revision() == before.revision
+        assert await reopened.get("/big") is None
+
+
+async def collect_one(store: Store, start: int) -> list[Event]:
+    async for events in store.watch("/", start_revision=start):
+        return events
+    raise AssertionError("the watch ended")
+
+
 @pytest.fixture
 async def memory_store() -> AsyncIterator[EmbeddedStore]:
     async with await EmbeddedStore.open(None) as store:
