@@ -1,0 +1,41 @@
+"""The App service as a component of ``astra up``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from astra.config import Settings
+from astra.server import Server
+from astra.store import Store
+from services.app._service import AppService
+
+
+class Runtime(Protocol):
+    """What :func:`app_component` needs of ``astra up``'s runtime."""
+
+    settings: Settings
+    store: Store
+    api: Server
+
+
+async def api_address(server: Server, *, poll: float = 0.05) -> str:
+    """The address ``server`` listens on, once it has started (components start their
+    work before the API server listens, and its port may be chosen at start)."""
+    while True:
+        try:
+            return server.address
+        except RuntimeError:
+            await asyncio.sleep(poll)
+
+
+@contextlib.asynccontextmanager
+async def app_component(runtime: Runtime) -> AsyncIterator[None]:
+    """The App service on ``runtime.api``, its schedulers fed by the Resource service of
+    the same process; put it after ``store`` and the Resource service, before ``api_server``."""
+    service = AppService(runtime.store, resource=lambda: api_address(runtime.api))
+    service.add_to(runtime.api)
+    async with service:
+        yield

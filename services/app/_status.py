@@ -1,0 +1,123 @@
+"""An app's status from what its scheduler did and what its replicas report.
+
+- ``replica_counts``: placed (records on live nodes), ready (those READY), unplaceable
+  (replicas no node can take now).
+- "Placed": TRUE once every wanted replica is placed; FALSE with the most common
+  reason (e.g. ``InsufficientGpu``) while some cannot be; UNKNOWN while placements are
+  still being retried.
+- "Ready": TRUE once every wanted replica serves.
+- ``reconciling``: the placed replicas differ from the spec.
+
+A condition keeps its ``last_transition_time`` while its status stays the same.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from astra.records import AppRecord, ReplicaPhase, ReplicaRecord
+from services.app.scheduling import ReconcileResult
+
+PLACED = "Placed"
+READY = "Ready"
+_TRUE, _FALSE, _UNKNOWN = "TRUE", "FALSE", "UNKNOWN"
+#: Distinct unplaceable messages quoted in the "Placed" condition's message.
+_MESSAGES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppStatus:
+    """What an app's owner reports after a reconcile of generation ``observed_generation``."""
+
+    observed_generation: int
+    reconciling: bool
+    placed: int
+    ready: int
+    unplaceable: int
+    conditions: tuple[Condition, ...]
+
+
+def status_of(
+    generation: int,
+    result: ReconcileResult,
+    replicas: Iterable[ReplicaRecord],
+    is_lost: Callable[[str], bool],
+) -> AppStatus:
+    """The status after ``result``, given the app's replica records read after it."""
+    live = [record for record in replicas if not is_lost(record.node_id)]
+    placed = len(live)
+    ready = sum(record.phase == ReplicaPhase.READY for record in live)
+    desired = result.desired
+    return AppStatus(
+        observed_generation=generation,
+        reconciling=placed != desired or bool(result.pending or result.unplaceable),
+        placed=placed,
+        ready=ready,
+        unplaceable=len(result.unplaceable),
+        conditions=(_placed(result, placed, desired), _ready(ready, desired)),
+    )
+
+
+def _placed(result: ReconcileResult, placed: int, desired: int) -> Condition:
+    if result.unplaceable:
+        reasons = Counter(item.reason.value for item in result.unplaceable.values())
+        messages = Counter(item.message for item in result.unplaceable.values())
+        quoted = "; ".join(message for message, _ in messages.most_common(_MESSAGES))
+        return Condition(
+            PLACED,
+            _FALSE,
+            reasons.most_common(1)[0][0],
+            f"{len(result.unplaceable)} of {desired} replicas cannot be placed: {quoted}",
+        )
+    if placed == desired and not result.pending:
+        return Condition(PLACED, _TRUE, "AllPlaced", f"{placed} of {desired} replicas placed")
+    return Condition(PLACED, _UNKNOWN, "Placing", f"{placed} of {desired} replicas placed so far")
+
+
+def _ready(ready: int, desired: int) -> Condition:
+    if ready >= desired:
+        return Condition(READY, _TRUE, "AllReady", f"{ready} of {desired} replicas ready")
+    return Condition(READY, _FALSE, "ReplicasNotReady", f"{ready} of {desired} replicas ready")
+
+
+def apply_status(record: AppRecord, status: AppStatus, now: float) -> bool:
+    """Write ``status`` into ``record``; returns whether anything changed."""
+    previous = {condition.get("type"): condition for condition in record.conditions}
+    conditions: list[dict[str, Any]] = []
+    for condition in status.conditions:
+        before = previous.get(condition.type, {})
+        same = before.get("status") == condition.status
+        conditions.append(
+            {
+                "type": condition.type,
+                "status": condition.status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "last_transition_time": before.get("last_transition_time", now) if same else now,
+            }
+        )
+    wanted = {
+        "observed_generation": status.observed_generation,
+        "reconciling": status.reconciling,
+        "placed": status.placed,
+        "ready": status.ready,
+        "unplaceable": status.unplaceable,
+        "conditions": conditions,
+    }
+    if all(getattr(record, name) == value for name, value in wanted.items()):
+        return False
+    for name, value in wanted.items():
+        setattr(record, name, value)
+    record.update_time = now
+    return True

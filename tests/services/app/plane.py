@@ -1,0 +1,169 @@
+"""A control plane in the test process: Resource, Node and App services (and the
+Scheduler service, when asked) on one loopback port over one store."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import grpc
+
+from astra import keys
+from astra._gen.astra.v1 import (
+    app_pb2,
+    app_service_pb2,
+    app_service_pb2_grpc,
+    common_pb2,
+    node_service_pb2_grpc,
+    resource_service_pb2_grpc,
+    scheduler_service_pb2_grpc,
+)
+from astra.records import AllocRecord, AppRecord, NodeRecord, ReplicaRecord
+from astra.server import Server
+from astra.sim import SimFleet
+from astra.store import Store
+from astra.testing import free_port
+from services.app import AppService
+from services.node import NodeService
+from services.resource import ResourceService
+
+#: Fast membership for tests: beats every 0.2 s, dead after 1 s of silence.
+HEARTBEAT_INTERVAL = 0.2
+DEAD_AFTER = 1.0
+GIB = 1 << 30
+
+
+class Plane:
+    """The services at :attr:`address`, with a stub per API."""
+
+    def __init__(self, store: Store, address: str) -> None:
+        self.store = store
+        self.address = address
+        self.channel = grpc.aio.insecure_channel(address)
+        self.apps = app_service_pb2_grpc.AppServiceStub(self.channel)
+        self.resources = resource_service_pb2_grpc.ResourceServiceStub(self.channel)
+        self.nodes = node_service_pb2_grpc.NodeServiceStub(self.channel)
+        self.scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(self.channel)
+        self.app_service: AppService | None = None
+
+    def fleet(self, count: int, *, prefix: str = "cpu-", **options: object) -> SimFleet:
+        """``count`` simulated nodes heartbeating this plane (8 cores, 32 GiB each by default)."""
+        return SimFleet(
+            self.address, count, prefix=prefix, heartbeat_interval=HEARTBEAT_INTERVAL, **options
+        )
+
+    async def app(self, app_id: str) -> app_pb2.App:
+        response = await self.apps.GetApp(app_service_pb2.GetAppRequest(name=f"apps/{app_id}"))
+        return response.app
+
+    async def create(self, app_id: str, app: app_pb2.App) -> app_pb2.App:
+        request = app_service_pb2.CreateAppRequest(app_id=app_id, app=app)
+        return (await self.apps.CreateApp(request)).app
+
+
+@contextlib.asynccontextmanager
+async def plane(
+    store: Store,
+    *,
+    app_replicas: int = 1,
+    scheduler: Mapping[str, object] | None = None,
+    dead_after: float = DEAD_AFTER,
+) -> AsyncIterator[Plane]:
+    """The services on a free loopback port; with ``scheduler``, the Scheduler service
+    too, built with those options."""
+    address = f"127.0.0.1:{free_port()}"
+    server = Server(address, grace=0.2)
+    resource = ResourceService(
+        store, address=address, heartbeat_interval=HEARTBEAT_INTERVAL, dead_after=dead_after
+    )
+    node = NodeService(store)
+    app = AppService(store, resource=address, replica_id=f"app-{uuid.uuid4().hex[:6]}", lease_ttl=2)
+    resource.add_to(server)
+    node.register(server)
+    app.add_to(server)
+    result = Plane(store, address)
+    result.app_service = app
+    async with contextlib.AsyncExitStack() as stack:
+        await resource.start()
+        stack.push_async_callback(resource.shutdown)
+        await stack.enter_async_context(node)
+        if scheduler is not None:
+            from services.scheduler import SchedulerService
+
+            service = SchedulerService(store, resource=address, **scheduler)  # type: ignore[arg-type]
+            service.add_to(server)
+            await stack.enter_async_context(service)
+        await stack.enter_async_context(app)
+        await stack.enter_async_context(server)
+        stack.push_async_callback(result.channel.close)
+        yield result
+
+
+def spec(
+    *,
+    replicas: int = 2,
+    cpu_millis: int = 1000,
+    memory_bytes: int = GIB,
+    gpus: int = 0,
+    models: Sequence[tuple[str, str]] = (("resnet", "1"),),
+    **fields: object,
+) -> app_pb2.App:
+    """A valid app: ``replicas`` replicas of ``cpu_millis`` and ``memory_bytes`` serving
+    ``models`` (name, version), with more fields as given."""
+    return app_pb2.App(
+        models=[
+            app_pb2.Model(
+                name=name,
+                version=version,
+                uri=f"/models/{name}.onnx",
+                sha256="ab" * 32,
+                format=app_pb2.MODEL_FORMAT_ONNX,
+            )
+            for name, version in models
+        ],
+        replicas=replicas,
+        resources=app_pb2.ReplicaResources(
+            cpu_millis=cpu_millis, memory_bytes=memory_bytes, gpus=gpus
+        ),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def condition(app: app_pb2.App, kind: str) -> common_pb2.Condition | None:
+    return next((item for item in app.conditions if item.type == kind), None)
+
+
+async def invariants(store: Store) -> dict[str, ReplicaRecord]:
+    """Check the placement invariants and return the replica records by name: every
+    replica record is named by exactly one allocation (its node's) and every allocation
+    entry has its record, and no node holds more than its capacity."""
+    allocs = {
+        keys.last_segment(kv.key): AllocRecord.from_bytes(kv.value)
+        for kv in (await store.range(keys.ALLOC)).kvs
+    }
+    replicas = {}
+    for kv in (await store.range(keys.REPLICAS)).kvs:
+        record = ReplicaRecord.from_bytes(kv.value)
+        replicas[record.name] = record
+    nodes = {
+        keys.last_segment(kv.key): NodeRecord.from_bytes(kv.value)
+        for kv in (await store.range(keys.NODES)).kvs
+    }
+    holders: dict[str, list[str]] = {}
+    for node_id, alloc in allocs.items():
+        for name in alloc.replicas:
+            holders.setdefault(name, []).append(node_id)
+        if node_id in nodes:
+            assert alloc.used().fits_in(nodes[node_id].capacity), f"nodes/{node_id} over-committed"
+    for name, record in replicas.items():
+        assert holders.get(name) == [record.node_id], f"{name} is allocated on {holders.get(name)}"
+    assert holders.keys() <= replicas.keys(), (
+        f"allocated without a record: {holders.keys() - replicas.keys()}"
+    )
+    return replicas
+
+
+async def app_record(store: Store, app_id: str) -> AppRecord | None:
+    kv = await store.get(keys.app(app_id))
+    return AppRecord.from_bytes(kv.value) if kv is not None else None

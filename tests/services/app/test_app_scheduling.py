@@ -1,0 +1,171 @@
+"""The App service places apps through their schedulers and reports it in their status:
+simulated nodes heartbeating a real Resource service, real gRPC, the in-memory store."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+
+from astra._gen.astra.v1 import app_pb2, common_pb2, node_service_pb2, replica_pb2
+from astra._gen.astra.v1 import app_service_pb2 as aps
+from tests.node_agent.waiting import eventually
+from tests.services.app.plane import GIB, Plane, condition, invariants, spec
+
+TRUE, FALSE = common_pb2.CONDITION_STATUS_TRUE, common_pb2.CONDITION_STATUS_FALSE
+
+
+async def settled(
+    control: Plane, app_id: str, *, placed: int, timeout: float = 10.0
+) -> app_pb2.App:
+    """The app once its owner has acted on its current generation and placed ``placed``."""
+    found: list[app_pb2.App] = []
+
+    async def check() -> bool:
+        app = await control.app(app_id)
+        found[:] = [app]
+        return app.observed_generation == app.generation and app.replica_counts.placed == placed
+
+    await eventually(check, timeout=timeout, what=f"apps/{app_id} placed {placed}")
+    return found[0]
+
+
+async def replicas(control: Plane, app_id: str) -> list[replica_pb2.Replica]:
+    response = await control.apps.ListReplicas(aps.ListReplicasRequest(parent=f"apps/{app_id}"))
+    return list(response.replicas)
+
+
+async def test_an_app_is_placed_and_its_status_says_so(control: Plane) -> None:
+    async with control.fleet(3):
+        await control.create(
+            "ranker", spec(replicas=4, placement=app_pb2.Placement(max_per_node=2))
+        )
+        app = await settled(control, "ranker", placed=4)
+        assert not app.reconciling
+        placed = condition(app, "Placed")
+        assert placed is not None and (placed.status, placed.reason) == (TRUE, "AllPlaced")
+        assert placed.last_transition_time.seconds > 0
+        ready = condition(app, "Ready")
+        assert ready is not None and (ready.status, ready.reason) == (FALSE, "ReplicasNotReady")
+        assert app.replica_counts == app_pb2.ReplicaCounts(desired=4, placed=4)
+        listed = await replicas(control, "ranker")
+        assert len(listed) == 4
+        assert {replica.role for replica in listed} == {
+            replica_pb2.REPLICA_ROLE_HEAD,
+            replica_pb2.REPLICA_ROLE_WORKER,
+        }
+        assert all(
+            replica.app_generation == 1 and replica.models[0].name == "resnet" for replica in listed
+        )
+        per_node: dict[str, int] = {}
+        for replica in listed:
+            per_node[replica.node] = per_node.get(replica.node, 0) + 1
+        assert max(per_node.values()) <= 2
+        assert len(await invariants(control.store)) == 4
+
+
+async def test_list_replicas_pages(control: Plane) -> None:
+    async with control.fleet(2):
+        await control.create("ranker", spec(replicas=5))
+        await settled(control, "ranker", placed=5)
+        names = []
+        token = ""
+        while True:
+            page = await control.apps.ListReplicas(
+                aps.ListReplicasRequest(parent="apps/ranker", page_size=2, page_token=token)
+            )
+            assert len(page.replicas) <= 2
+            names += [replica.name for replica in page.replicas]
+            token = page.next_page_token
+            if not token:
+                break
+        assert len(names) == len(set(names)) == 5
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await control.apps.ListReplicas(
+                aps.ListReplicasRequest(parent="apps/other", page_token=page.next_page_token or "x")
+            )
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_gpus_on_a_cpu_fleet_are_a_condition_not_an_error(control: Plane) -> None:
+    async with control.fleet(2):
+        created = await control.create("vision", spec(replicas=2, gpus=1))
+        assert created.name == "apps/vision"
+        app = await settled(control, "vision", placed=0)
+        placed = condition(app, "Placed")
+        assert placed is not None and placed.status == FALSE
+        assert placed.reason == "AcceleratorUnavailable"
+        assert "GPU" in placed.message and "2 of 2 replicas cannot be placed" in placed.message
+        assert app.reconciling
+        assert app.replica_counts.unplaceable == 2
+
+
+async def test_too_few_free_gpus_is_insufficient_gpu_until_the_fleet_grows(control: Plane) -> None:
+    gpu_node = common_pb2.Resources(cpu_millis=8000, memory_bytes=32 * GIB, gpus=1)
+    async with control.fleet(2, prefix="gpu-", accelerator="nvidia-a10g", capacity=gpu_node):
+        await control.create("vision", spec(replicas=3, gpus=1))
+        app = await settled(control, "vision", placed=2)
+        placed = condition(app, "Placed")
+        assert placed is not None and (placed.status, placed.reason) == (FALSE, "InsufficientGpu")
+        assert app.replica_counts.unplaceable == 1
+        async with control.fleet(
+            1, prefix="gpu-more-", accelerator="nvidia-a10g", capacity=gpu_node
+        ):
+            app = await settled(control, "vision", placed=3)
+            placed = condition(app, "Placed")
+            assert placed is not None and placed.status == TRUE
+            assert app.replica_counts.unplaceable == 0
+            assert not app.reconciling
+
+
+async def test_an_update_is_acted_on_and_observed(control: Plane) -> None:
+    async with control.fleet(3):
+        created = await control.create("ranker", spec(replicas=4))
+        await settled(control, "ranker", placed=4)
+        patch = app_pb2.App(name=created.name, replicas=2)
+        request = aps.UpdateAppRequest(
+            app=patch, update_mask=field_mask_pb2.FieldMask(paths=["replicas"])
+        )
+        updated = (await control.apps.UpdateApp(request)).app
+        assert updated.generation == 2
+        app = await settled(control, "ranker", placed=2)
+        assert app.observed_generation == 2
+        assert len(await invariants(control.store)) == 2
+
+
+async def test_delete_frees_every_allocation(control: Plane) -> None:
+    async with control.fleet(2):
+        created = await control.create("ranker", spec(replicas=3))
+        await control.create("keeper", spec(replicas=1))
+        await settled(control, "ranker", placed=3)
+        await settled(control, "keeper", placed=1)
+        await control.apps.DeleteApp(aps.DeleteAppRequest(name=created.name))
+        remaining = await invariants(control.store)
+        assert [record.app_id for record in remaining.values()] == ["keeper"]
+        assert await control.store.get("/astra/v1/apps/ranker") is None
+
+
+async def test_ready_replicas_make_the_app_ready(control: Plane) -> None:
+    async with control.fleet(2):
+        await control.create("ranker", spec(replicas=2))
+        await settled(control, "ranker", placed=2)
+        for index, replica in enumerate(await replicas(control, "ranker")):
+            await control.nodes.ReportReplicaStatus(
+                node_service_pb2.ReportReplicaStatusRequest(
+                    node=replica.node,
+                    reports=[
+                        node_service_pb2.ReplicaStatusReport(
+                            replica=replica.name,
+                            phase=replica_pb2.REPLICA_PHASE_READY,
+                            endpoint=f"127.0.0.1:{9000 + index}",
+                        )
+                    ],
+                )
+            )
+
+        async def ready() -> bool:
+            app = await control.app("ranker")
+            found = condition(app, "Ready")
+            return app.replica_counts.ready == 2 and found is not None and found.status == TRUE
+
+        await eventually(ready, what="apps/ranker Ready")
