@@ -1,0 +1,315 @@
+"""Scoring: sample a few feasible candidates, rank them, keep the best.
+
+Choosing a node never looks at the whole fleet. For each replica the
+:class:`Chooser` walks the app's *accelerator tiers* (its preference list; or CPU-only
+nodes first and GPU nodes last for replicas that need no GPU, so that scarce GPUs stay
+free for replicas that do), and, with ``spread_zones``, the zones from the one holding
+fewest of the app's replicas. Each (tier, zone) is a *space*: the union of the view's
+READY-node indexes for it, or the smallest label index of the node selector when that
+is smaller (the rest is then filtered). In a space it
+
+1. draws nodes uniformly at random until ``candidates`` feasible ones are found or
+   ``max_draws`` draws are spent, plus the node it chose last (which lets PACK and
+   WATERMARK fill a node before moving on, the power of k choices with memory);
+2. ranks them with the :class:`Ranker` and returns the best.
+
+Only when no draw is feasible (fewer than about one node in ``max_draws / candidates``
+fits: a scarce accelerator, a rare label, a nearly full fleet) does it scan the space
+once, keep the feasible nodes for the rest of the pass and sample among those, so the
+few feasible nodes are always found and "unplaceable" is never a sampling accident.
+
+Complexity per replica: O(k) expected, k = ``candidates``, while at least one node in
+``max_draws / k`` of a space is feasible; otherwise one O(|space|) scan per space and
+pass, amortised over the pass's replicas, then O(k) again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from services.app.scheduling._feasibility import Reason, Request
+from services.app.scheduling._model import Bag, FleetView, NodeState
+from services.app.scheduling._spec import AppSpec, Strategy
+
+#: Score bonus of a node that runs one of the app's affinity apps (dominates the strategy).
+AFFINITY_BONUS = 2.0
+#: Score malus of a GPU node for a replica that needs no GPU (dominates everything else).
+GPU_KEEPING_MALUS = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How many feasible candidates to rank per replica, and how many random draws to
+    spend finding them before scanning (see the module's documentation)."""
+
+    candidates: int = 8
+    max_draws: int = 256
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or self.max_draws < self.candidates:
+            raise ValueError("need candidates >= 1 and max_draws >= candidates")
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaceable:
+    """Why a replica cannot be placed now: a :class:`Reason` and a message for people."""
+
+    reason: Reason
+    message: str
+
+
+class Ranker:
+    """Scores a feasible node for one replica of an app; higher is better. O(1) per node.
+
+    SPREAD prefers low utilisation after placement, PACK high, WATERMARK packs nodes
+    up to the watermark (every node under it beats every node over it) and spreads
+    above it. Affinity adds :data:`AFFINITY_BONUS`; a GPU node loses
+    :data:`GPU_KEEPING_MALUS` for a replica that needs no GPU.
+    """
+
+    __slots__ = ("_affinity", "_cpu", "_gpus", "_memory", "_strategy", "_watermark")
+
+    def __init__(self, spec: AppSpec) -> None:
+        self._strategy = spec.strategy
+        self._watermark = spec.watermark
+        self._affinity = tuple(spec.affinity)
+        resources = spec.resources
+        self._cpu, self._memory, self._gpus = (
+            resources.cpu_millis,
+            resources.memory_bytes,
+            resources.gpus,
+        )
+
+    def score(self, node: NodeState) -> float:
+        share = node.utilization(self._cpu, self._memory, self._gpus)
+        if self._strategy is Strategy.SPREAD:
+            score = 1.0 - share
+        elif self._strategy is Strategy.PACK:
+            score = share
+        else:
+            score = 1.0 + share if share <= self._watermark else 1.0 - share
+        if self._affinity and any(node.count(app_id) for app_id in self._affinity):
+            score += AFFINITY_BONUS
+        if node.gpus and not self._gpus:
+            score -= GPU_KEEPING_MALUS
+        return score
+
+
+def accelerator_tiers(spec: AppSpec, view: FleetView) -> list[tuple[str, ...]]:
+    """The accelerator types to try, one tier after the other (``""``: CPU-only)."""
+    if spec.accelerators:
+        return [(accelerator,) for accelerator in spec.accelerators]
+    gpu_types = tuple(view.gpu_accelerators())
+    if spec.resources.gpus:
+        return [gpu_types] if gpu_types else []
+    return [("",), gpu_types] if gpu_types else [("",)]
+
+
+class _Space:
+    """The candidates of one (tier, zone): bags to draw from, a filter for the rest."""
+
+    __slots__ = ("accept", "bags", "feasible", "size")
+
+    def __init__(
+        self, bags: list[Bag[NodeState]], accept: Callable[[NodeState], bool] | None
+    ) -> None:
+        self.bags = bags
+        self.accept = accept
+        self.size = sum(len(bag) for bag in bags)
+        self.feasible: list[NodeState] | None = None  # set by a scan
+
+    def draw(self, rng: random.Random) -> NodeState:
+        bags = self.bags
+        if len(bags) == 1:
+            return bags[0].pick(rng)
+        index = int(rng.random() * self.size)
+        for bag in bags:
+            if index < len(bag):
+                return bag.items[index]
+            index -= len(bag)
+        return bags[-1].pick(rng)  # a bag shrank since the space was sized
+
+    def contains(self, node: NodeState) -> bool:
+        return any(node in bag for bag in self.bags) and (self.accept is None or self.accept(node))
+
+
+class Chooser:
+    """Chooses nodes for the replicas of one app during one pass (see the module's
+    documentation for the sampling and its complexity)."""
+
+    def __init__(
+        self, view: FleetView, spec: AppSpec, *, sampling: Sampling, rng: random.Random
+    ) -> None:
+        self._view = view
+        self._spec = spec
+        self._request = Request.of(spec)
+        self._ranker = Ranker(spec)
+        self._sampling = sampling
+        self._rng = rng
+        self._tiers = accelerator_tiers(spec, view)
+        self._spaces: dict[tuple[int, str], _Space | None] = {}
+        self._reasons: Counter[Reason] = Counter()
+        self._scanned = 0
+        self._last: NodeState | None = None
+
+    @property
+    def request(self) -> Request:
+        return self._request
+
+    def invalidate(self) -> None:
+        """Forget what scans found: holds were released and capacity may be back."""
+        self._spaces.clear()
+        self._reasons.clear()
+        self._scanned = 0
+        self._last = None
+
+    def choose(self, zone_counts: Mapping[str, int] | None = None) -> NodeState | Unplaceable:
+        """The best node found for the next replica, or why there is none.
+
+        Args:
+            zone_counts: the app's replicas per zone, when it spreads across zones.
+        """
+        for tier_index, tier in enumerate(self._tiers):
+            for zone in self._zones(tier, zone_counts):
+                space = self._space(tier_index, tier, zone)
+                if space is None:
+                    continue
+                node = self._choose_in(space)
+                if node is not None:
+                    self._last = node
+                    return node
+                self._spaces[(tier_index, zone)] = None  # nothing fits there this pass
+        return self._unplaceable()
+
+    def _zones(self, tier: tuple[str, ...], zone_counts: Mapping[str, int] | None) -> list[str]:
+        if zone_counts is None:
+            return [""]
+        zones = {zone for accelerator in tier for zone in self._view.zones(accelerator)}
+        rng = self._rng
+        return sorted(zones, key=lambda zone: (zone_counts.get(zone, 0), rng.random()))
+
+    def _space(self, tier_index: int, tier: tuple[str, ...], zone: str) -> _Space | None:
+        key = (tier_index, zone)
+        if key in self._spaces:
+            return self._spaces[key]
+        view = self._view
+        lookup = (lambda name: view.by_zone(name, zone)) if zone else view.by_accelerator
+        bags = [bag for bag in map(lookup, tier) if bag]
+        labels = [view.by_label(key, value) for key, value in self._request.node_selector]
+        space: _Space | None = None
+        if all(labels):
+            smallest = min(labels, key=len, default=None)
+            if smallest is not None and len(smallest) < sum(map(len, bags)):
+                accelerators = frozenset(tier)
+                space = _Space(
+                    [smallest],
+                    lambda node: (
+                        node.accelerator in accelerators and (not zone or node.zone == zone)
+                    ),
+                )
+            elif bags:
+                space = _Space(bags, None)
+        self._spaces[key] = space
+        return space
+
+    def _choose_in(self, space: _Space) -> NodeState | None:
+        candidates: list[NodeState] = []
+        check = self._request.check
+        last = self._last
+        if last is not None and space.contains(last) and check(last) is None:
+            candidates.append(last)
+        if space.feasible is None:
+            self._draw(space, candidates)
+            if not candidates:
+                self._scan(space)
+        if space.feasible is not None:
+            self._draw_feasible(space.feasible, candidates)
+        if not candidates:
+            return None
+        score, rng = self._ranker.score, self._rng
+        return max(candidates, key=lambda node: score(node) + rng.random() * 1e-9)
+
+    def _draw(self, space: _Space, candidates: list[NodeState]) -> None:
+        """Up to ``candidates`` feasible nodes in at most ``max_draws`` random draws."""
+        want, draws = self._sampling.candidates, self._sampling.max_draws
+        check, accept, rng = self._request.check, space.accept, self._rng
+        if space.size <= want:
+            draws = 0  # as cheap to scan, and exact
+        while draws and len(candidates) < want:
+            draws -= 1
+            node = space.draw(rng)
+            if (accept is None or accept(node)) and check(node) is None:
+                candidates.append(node)
+
+    def _scan(self, space: _Space) -> None:
+        """Keep every feasible node of ``space``, counting why the others are not. O(|space|)."""
+        check, accept = self._request.check, space.accept
+        feasible = []
+        for bag in space.bags:
+            for node in bag:
+                if accept is not None and not accept(node):
+                    continue
+                self._scanned += 1
+                reason = check(node)
+                if reason is None:
+                    feasible.append(node)
+                else:
+                    self._reasons[reason] += 1
+        space.feasible = feasible
+
+    def _draw_feasible(self, feasible: list[NodeState], candidates: list[NodeState]) -> None:
+        """Up to ``candidates`` nodes still feasible among those a scan kept (all of them
+        when that few are left); those no longer feasible are dropped, their reasons counted."""
+        want, draws = self._sampling.candidates, self._sampling.max_draws
+        check, rng = self._request.check, self._rng
+        if len(feasible) <= want:
+            for node in list(feasible):
+                reason = check(node)
+                if reason is None:
+                    candidates.append(node)
+                else:
+                    self._reasons[reason] += 1
+                    feasible.remove(node)
+            return
+        while feasible and draws and len(candidates) < want:
+            draws -= 1
+            index = int(rng.random() * len(feasible))
+            node = feasible[index]
+            reason = check(node)
+            if reason is None:
+                candidates.append(node)
+            else:
+                self._reasons[reason] += 1
+                feasible[index] = feasible[-1]
+                feasible.pop()
+
+    def _unplaceable(self) -> Unplaceable:
+        spec = self._spec
+        if not self._scanned:
+            if self._request.node_selector and self._tiers:
+                selector = ",".join(f"{key}={value}" for key, value in self._request.node_selector)
+                return Unplaceable(
+                    Reason.NODE_SELECTOR_MISMATCH,
+                    f"no READY node matches {selector} and an acceptable accelerator",
+                )
+            wanted = ", ".join(spec.accelerators) or ("any GPU" if spec.resources.gpus else "any")
+            return Unplaceable(
+                Reason.ACCELERATOR_UNAVAILABLE, f"no READY node with accelerator {wanted}"
+            )
+        reason, _ = self._reasons.most_common(1)[0]
+        counts = ", ".join(f"{count} {name}" for name, count in self._reasons.most_common())
+        return Unplaceable(reason, f"no feasible node among {self._scanned} candidates: {counts}")
+
+
+__all__ = [
+    "AFFINITY_BONUS",
+    "GPU_KEEPING_MALUS",
+    "Chooser",
+    "Ranker",
+    "Sampling",
+    "Unplaceable",
+    "accelerator_tiers",
+]

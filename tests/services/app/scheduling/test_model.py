@@ -1,0 +1,118 @@
+"""FleetView: indexes, allocations with their revisions, holds of in-flight plans."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from astra.records import AllocRecord, NodePhase, Quantity
+from astra.store import KeyValue
+from services.app.scheduling import Bag, FleetView
+from tests.services.app.scheduling.fleets import GIB, node_record
+
+
+def alloc_kv(node_id: str, revision: int, **replicas: list[int]) -> KeyValue:
+    value = AllocRecord(
+        node_id, {f"apps/{name}/replicas/r0": amounts for name, amounts in replicas.items()}
+    ).to_bytes()
+    return KeyValue(f"/astra/v1/alloc/{node_id}", value, 1, revision, 1)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 20)), max_size=200), st.randoms())
+def test_bag_behaves_as_a_set_with_random_picks(
+    ops: list[tuple[bool, int]], rng: random.Random
+) -> None:
+    bag: Bag[int] = Bag()
+    model: set[int] = set()
+    for add, item in ops:
+        if add:
+            bag.add(item)
+            model.add(item)
+        else:
+            bag.discard(item)
+            model.discard(item)
+        assert len(bag) == len(model)
+        assert set(bag) == model
+        assert all(item in bag for item in model)
+        if model:
+            assert bag.pick(rng) in model
+
+
+def test_ready_nodes_are_indexed_by_accelerator_zone_and_label() -> None:
+    view = FleetView()
+    view.apply_node(node_record("cpu", zone="z1", labels={"pool": "a"}))
+    view.apply_node(node_record("gpu", gpus=2, accelerator="h100", zone="z2"))
+    view.apply_node(node_record("down", phase=NodePhase.DRAINING, labels={"pool": "a"}))
+    assert [node.node_id for node in view.by_accelerator("") or []] == ["cpu"]
+    assert [node.node_id for node in view.by_zone("h100", "z2") or []] == ["gpu"]
+    assert [node.node_id for node in view.by_label("pool", "a") or []] == ["cpu"]
+    assert view.gpu_accelerators() == ["h100"]
+    assert view.zones("") == ["z1"]
+
+    view.apply_node(node_record("cpu", zone="z1", labels={"pool": "b"}, phase=NodePhase.DRAINING))
+    assert not view.by_accelerator("") and not view.by_label("pool", "a")
+    view.apply_node(node_record("down"))
+    assert [node.node_id for node in view.by_accelerator("") or []] == ["down"]
+
+
+def test_free_capacity_is_what_the_allocation_and_holds_leave() -> None:
+    view = FleetView()
+    view.apply_node(node_record("n", cpu=4000, memory=8 * GIB, gpus=2, accelerator="a10g"))
+    node = view.node("n")
+    assert node is not None
+    assert view.apply_alloc("n", alloc_kv("n", 10, a=[1000, GIB, 1]), observed=10)
+    assert (node.free_cpu, node.free_memory, node.free_gpus) == (3000, 7 * GIB, 1)
+    assert node.alloc_revision == 10 and node.count("a") == 1
+
+    view.hold(node, "b", Quantity(500, GIB, 1))
+    assert (node.free_cpu, node.free_gpus) == (2500, 0)
+    assert node.count("b") == 1
+    assert node.utilization() == 1.0  # both GPUs taken
+
+    view.release("n", "b", Quantity(500, GIB, 1))
+    assert (node.free_cpu, node.free_gpus, node.count("b"), node.held_apps) == (3000, 1, 0, None)
+
+    # A bigger node record keeps what is allocated.
+    view.apply_node(node_record("n", cpu=8000, memory=8 * GIB, gpus=2, accelerator="a10g"))
+    assert node.free_cpu == 7000
+
+
+def test_older_observations_of_an_allocation_are_ignored() -> None:
+    view = FleetView()
+    view.apply_node(node_record("n"))
+    assert view.apply_alloc("n", alloc_kv("n", 20, a=[1000, 0, 0]), observed=25)
+    assert not view.apply_alloc("n", alloc_kv("n", 15, a=[3000, 0, 0]), observed=15)
+    node = view.node("n")
+    assert node is not None and node.alloc_revision == 20 and node.free_cpu == 7000
+
+    view.commit_alloc("n", b"", revision=30)  # emptied by a commit of this process
+    assert node.alloc_revision == 30 and node.free_cpu == 8000
+    assert view.apply_alloc("n", None, observed=40)  # deleted
+    assert node.alloc_revision == 0 and node.alloc_value == b""
+
+
+def test_an_allocation_seen_before_its_node_counts_once_the_node_arrives() -> None:
+    view = FleetView()
+    assert not view.apply_alloc("ghost", None, observed=3)
+    assert view.node("ghost") is None
+    view.apply_alloc("n", alloc_kv("n", 5, a=[1000, GIB, 0]), observed=5)
+    assert view.is_lost("n")
+    view.apply_node(node_record("n", cpu=4000))
+    node = view.node("n")
+    assert node is not None and node.free_cpu == 3000 and not view.is_lost("n")
+
+
+def test_removed_nodes_keep_their_allocation_and_count_as_lost() -> None:
+    view = FleetView()
+    view.apply_node(node_record("busy"))
+    view.apply_node(node_record("idle"))
+    view.apply_node(node_record("dead", phase=NodePhase.DEAD))
+    view.apply_alloc("busy", alloc_kv("busy", 5, a=[1000, GIB, 0]), observed=5)
+    view.apply_nodes([node_record("dead", phase=NodePhase.DEAD)], snapshot=True)
+    assert view.node("idle") is None
+    busy = view.node("busy")
+    assert busy is not None and busy.alloc_revision == 5 and not busy.ready
+    assert view.is_lost("busy") and view.is_lost("dead") and view.is_lost("idle")
+    assert not view.by_accelerator("")

@@ -1,0 +1,38 @@
+"""WorkQueue: names deduplicated, never handed to two workers at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.app.scheduling import WorkQueue
+
+
+def test_a_name_is_queued_once_however_often_it_is_added() -> None:
+    queue = WorkQueue()
+    for name in ("a", "b", "a", "a"):
+        queue.add(name)
+    assert len(queue) == 2
+    assert [queue.try_get(), queue.try_get(), queue.try_get()] == ["a", "b", None]
+    assert queue.active == 2
+
+
+def test_a_name_added_while_worked_on_comes_back_when_done() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    assert queue.try_get() == "a"
+    queue.add("a")
+    queue.add("a")
+    assert queue.try_get() is None  # not handed out twice
+    queue.done("a")
+    assert queue.try_get() == "a"
+    queue.done("a")
+    assert queue.try_get() is None and queue.active == 0
+
+
+async def test_get_waits_for_a_name() -> None:
+    queue = WorkQueue()
+    waiter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    queue.add("a")
+    assert await asyncio.wait_for(waiter, 5) == "a"
