@@ -17,8 +17,9 @@ async def heartbeat_stream(
     interval: Callable[[], float],
     healthy: Callable[[], None],
 ) -> None:
-    """Open a Heartbeat stream, write ``beat()`` every ``interval()`` seconds (nothing
-    when it is ``None``) and hand each directive to ``follow`` as it arrives.
+    """Open a Heartbeat stream, write ``beat()`` every ``interval()`` seconds on a fixed
+    cadence (nothing when it is ``None``) and hand each directive to ``follow`` as it
+    arrives.
 
     ``healthy()`` is called once the stream carried a beat and stayed up for an
     interval (time to reset a backoff). Returns when the server ends the stream.
@@ -35,8 +36,10 @@ async def heartbeat_stream(
                 await follow(directive)
 
     reader = asyncio.create_task(read(), name="astra.heartbeat.directives")
+    loop = asyncio.get_running_loop()
     try:
         wrote = False
+        due = loop.time()
         while not reader.done():
             request = beat()
             if request is not None:
@@ -47,7 +50,9 @@ async def heartbeat_stream(
                 if wrote:
                     healthy()
                 wrote = True
-            await asyncio.wait({reader}, timeout=interval())
+            # On a fixed cadence, so that slow writes do not stretch the period.
+            due = max(due + interval(), loop.time())
+            await asyncio.wait({reader}, timeout=due - loop.time())
         await reader
     finally:
         reader.cancel()

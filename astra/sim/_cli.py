@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import stat
 import sys
 import time
 
@@ -133,17 +135,24 @@ def _summary(fleet: SimFleet, rate: float | None = None) -> str:
 
 
 async def _commands(fleet: SimFleet) -> None:
-    """Follow control lines on stdin; returns at end of input (or without one)."""
-    if sys.stdin is None or sys.stdin.closed:
+    """Follow control lines on stdin; returns at end of input (or without a pipe or a
+    terminal there)."""
+    if not _is_interactive_input():
         return
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except (OSError, ValueError):  # stdin is not a pipe or a terminal (e.g. a file or /dev/null)
-        return
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := (await reader.readline()).decode():
         await _command(fleet, line.split())
+
+
+def _is_interactive_input() -> bool:
+    """Whether stdin is a pipe or a terminal: what an event loop can follow (uvloop
+    aborts the process on others, such as /dev/null)."""
+    if sys.stdin is None or sys.stdin.closed:
+        return False
+    mode = os.fstat(sys.stdin.fileno()).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()
 
 
 async def _command(fleet: SimFleet, words: list[str]) -> None:
