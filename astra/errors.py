@@ -12,7 +12,8 @@ one to its status in one place (:mod:`astra.server`). The hierarchy::
     └── ConfigError               a setting is invalid (CLI, environment or TOML file)
 
 Store errors (:mod:`astra.store`) are a separate tree; the server maps
-``UnavailableError`` to UNAVAILABLE and ``LimitError`` to INVALID_ARGUMENT.
+``UnavailableError`` to UNAVAILABLE, ``LimitError`` to INVALID_ARGUMENT and
+``CompactedError`` (a watch resumed from a forgotten revision) to OUT_OF_RANGE.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from astra.errors import (
     NotFoundError,
 )
 from astra.server._interceptors import Context, WrappingInterceptor
-from astra.store import LimitError, UnavailableError
+from astra.store import CompactedError, LimitError, UnavailableError
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ _STATUS: dict[type[BaseException], grpc.StatusCode] = {
     FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     LimitError: grpc.StatusCode.INVALID_ARGUMENT,
+    # A watch resumed from a compacted revision: start again from 0 for a snapshot.
+    CompactedError: grpc.StatusCode.OUT_OF_RANGE,
     # What generated servicer base classes raise for a method nobody implemented.
     NotImplementedError: grpc.StatusCode.UNIMPLEMENTED,
 }

@@ -16,7 +16,7 @@ from astra.errors import (
     NotFoundError,
 )
 from astra.server import status_for
-from astra.store import EmptyKeyError, TooManyOpsError, UnavailableError
+from astra.store import CompactedError, EmptyKeyError, TooManyOpsError, UnavailableError
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 MAPPED = [
@@ -28,6 +28,7 @@ MAPPED = [
     (UnavailableError("etcd is unreachable"), grpc.StatusCode.UNAVAILABLE),
     (TooManyOpsError(129, 128), INVALID_ARGUMENT),
     (EmptyKeyError(), INVALID_ARGUMENT),
+    (CompactedError(3, 10), grpc.StatusCode.OUT_OF_RANGE),
     (NotImplementedError("Method not implemented!"), grpc.StatusCode.UNIMPLEMENTED),
 ]
 
