@@ -11,7 +11,7 @@ The scheduling core is :mod:`services.app.scheduling`.
 >>> async with service: await server.start(); ...
 """
 
-from services.app._cluster import ClusterFeed, node_record
+from services.app._cluster import ClusterFeed, ResourceTarget, node_record
 from services.app._component import api_address, app_component
 from services.app._follow import Follower
 from services.app._host import SchedulerHost
@@ -26,6 +26,7 @@ __all__ = [
     "ClusterFeed",
     "Follower",
     "Ownership",
+    "ResourceTarget",
     "SchedulerHost",
     "api_address",
     "app_component",

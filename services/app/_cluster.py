@@ -32,7 +32,7 @@ _PHASES = {
 #: (every node; the ones not in it are gone).
 Consumer = Callable[[list[NodeRecord], list[str], bool], None]
 #: Where the Resource service is: an address, or a coroutine function that gives it.
-Target = str | Callable[[], Awaitable[str]]
+ResourceTarget = str | Callable[[], Awaitable[str]]
 
 
 def node_record(node: node_pb2.Node) -> NodeRecord:
@@ -60,7 +60,7 @@ class ClusterFeed:
         consumer: told about every message.
     """
 
-    def __init__(self, target: Target, consumer: Consumer) -> None:
+    def __init__(self, target: ResourceTarget, consumer: Consumer) -> None:
         self._target = target
         self._consumer = consumer
         self._revision = 0

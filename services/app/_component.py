@@ -5,20 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from astra.config import Settings
 from astra.server import Server
-from astra.store import Store
 from services.app._service import AppService
 
-
-class Runtime(Protocol):
-    """What :func:`app_component` needs of ``astra up``'s runtime."""
-
-    settings: Settings
-    store: Store
-    api: Server
+if TYPE_CHECKING:
+    from astra.cli import Runtime
 
 
 async def api_address(server: Server, *, poll: float = 0.05) -> str:

@@ -28,7 +28,7 @@ from astra.records import AppRecord, NodeRecord, Quantity
 from astra.server import Tasks
 from astra.store import KeyValue, Store, UnavailableError
 from services.app._catalog import Catalog
-from services.app._cluster import ClusterFeed, Target
+from services.app._cluster import ClusterFeed, ResourceTarget
 from services.app._convert import to_spec
 from services.app._follow import Follower
 from services.app._ownership import Ownership
@@ -68,7 +68,7 @@ class SchedulerHost:
         store: Store,
         catalog: Catalog,
         ownership: Ownership,
-        cluster: Target,
+        cluster: ResourceTarget,
         *,
         workers: int = 4,
     ) -> None:

@@ -24,7 +24,7 @@ from astra.server import Server, Tasks
 from astra.store import EventType, Get, RangeResult, Store
 from services.app import _validation as checks
 from services.app._catalog import Catalog
-from services.app._cluster import Target
+from services.app._cluster import ResourceTarget
 from services.app._convert import to_app
 from services.app._host import SchedulerHost
 from services.app._names import app_name
@@ -55,7 +55,7 @@ class AppService(aps_grpc.AppServiceServicer):
         self,
         store: Store,
         *,
-        resource: Target,
+        resource: ResourceTarget,
         replica_id: str | None = None,
         address: str = "",
         lease_ttl: int = 3,

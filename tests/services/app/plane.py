@@ -4,8 +4,10 @@ Scheduler service, when asked) on one loopback port over one store."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -15,7 +17,9 @@ from astra._gen.astra.v1 import (
     app_service_pb2,
     app_service_pb2_grpc,
     common_pb2,
+    node_service_pb2,
     node_service_pb2_grpc,
+    replica_pb2,
     resource_service_pb2_grpc,
     scheduler_service_pb2_grpc,
 )
@@ -27,6 +31,8 @@ from astra.testing import free_port
 from services.app import AppService
 from services.node import NodeService
 from services.resource import ResourceService
+from services.scheduler import SchedulerService
+from tests.node_agent.waiting import eventually
 
 #: Fast membership for tests: beats every 0.2 s, dead after 1 s of silence.
 HEARTBEAT_INTERVAL = 0.2
@@ -61,13 +67,48 @@ class Plane:
         request = app_service_pb2.CreateAppRequest(app_id=app_id, app=app)
         return (await self.apps.CreateApp(request)).app
 
+    async def replicas(self, app_id: str) -> list[replica_pb2.Replica]:
+        request = app_service_pb2.ListReplicasRequest(parent=f"apps/{app_id}")
+        return list((await self.apps.ListReplicas(request)).replicas)
+
+    async def settled(self, app_id: str, *, placed: int, timeout: float = 20.0) -> app_pb2.App:
+        """The app once its owner has acted on its current generation and placed ``placed``."""
+        found: list[app_pb2.App] = []
+
+        async def check() -> bool:
+            app = await self.app(app_id)
+            found[:] = [app]
+            return app.observed_generation == app.generation and app.replica_counts.placed == placed
+
+        await eventually(check, timeout=timeout, what=f"apps/{app_id} placed {placed}")
+        return found[0]
+
+    async def report(
+        self, replicas: Sequence[replica_pb2.Replica], phase: int = replica_pb2.REPLICA_PHASE_READY
+    ) -> None:
+        """Report ``replicas`` in ``phase`` (READY ones at a made-up endpoint), as their
+        nodes' agents would."""
+        for replica in replicas:
+            port = 9000 + int(hashlib.sha256(replica.name.encode()).hexdigest()[:6], 16) % 50000
+            endpoint = f"127.0.0.1:{port}" if phase == replica_pb2.REPLICA_PHASE_READY else ""
+            await self.nodes.ReportReplicaStatus(
+                node_service_pb2.ReportReplicaStatusRequest(
+                    node=replica.node,
+                    reports=[
+                        node_service_pb2.ReplicaStatusReport(
+                            replica=replica.name, phase=phase, endpoint=endpoint
+                        )
+                    ],
+                )
+            )
+
 
 @contextlib.asynccontextmanager
 async def plane(
     store: Store,
     *,
     app_replicas: int = 1,
-    scheduler: Mapping[str, object] | None = None,
+    scheduler: Mapping[str, Any] | None = None,
     dead_after: float = DEAD_AFTER,
 ) -> AsyncIterator[Plane]:
     """The services on a free loopback port; with ``scheduler``, the Scheduler service
@@ -89,9 +130,7 @@ async def plane(
         stack.push_async_callback(resource.shutdown)
         await stack.enter_async_context(node)
         if scheduler is not None:
-            from services.scheduler import SchedulerService
-
-            service = SchedulerService(store, resource=address, **scheduler)  # type: ignore[arg-type]
+            service = SchedulerService(store, resource=address, **scheduler)
             service.add_to(server)
             await stack.enter_async_context(service)
         await stack.enter_async_context(app)
@@ -106,6 +145,7 @@ def spec(
     cpu_millis: int = 1000,
     memory_bytes: int = GIB,
     gpus: int = 0,
+    accelerators: Sequence[str] = (),
     models: Sequence[tuple[str, str]] = (("resnet", "1"),),
     **fields: object,
 ) -> app_pb2.App:
@@ -158,9 +198,9 @@ async def invariants(store: Store) -> dict[str, ReplicaRecord]:
             assert alloc.used().fits_in(nodes[node_id].capacity), f"nodes/{node_id} over-committed"
     for name, record in replicas.items():
         assert holders.get(name) == [record.node_id], f"{name} is allocated on {holders.get(name)}"
-    assert holders.keys() <= replicas.keys(), (
-        f"allocated without a record: {holders.keys() - replicas.keys()}"
-    )
+    assert (
+        holders.keys() <= replicas.keys()
+    ), f"allocated without a record: {holders.keys() - replicas.keys()}"
     return replicas
 
 

@@ -7,7 +7,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from astra._gen.astra.v1 import app_pb2, common_pb2, node_service_pb2, replica_pb2
+from astra._gen.astra.v1 import app_pb2, common_pb2, replica_pb2
 from astra._gen.astra.v1 import app_service_pb2 as aps
 from tests.node_agent.waiting import eventually
 from tests.services.app.plane import GIB, Plane, condition, invariants, spec
@@ -15,32 +15,12 @@ from tests.services.app.plane import GIB, Plane, condition, invariants, spec
 TRUE, FALSE = common_pb2.CONDITION_STATUS_TRUE, common_pb2.CONDITION_STATUS_FALSE
 
 
-async def settled(
-    control: Plane, app_id: str, *, placed: int, timeout: float = 10.0
-) -> app_pb2.App:
-    """The app once its owner has acted on its current generation and placed ``placed``."""
-    found: list[app_pb2.App] = []
-
-    async def check() -> bool:
-        app = await control.app(app_id)
-        found[:] = [app]
-        return app.observed_generation == app.generation and app.replica_counts.placed == placed
-
-    await eventually(check, timeout=timeout, what=f"apps/{app_id} placed {placed}")
-    return found[0]
-
-
-async def replicas(control: Plane, app_id: str) -> list[replica_pb2.Replica]:
-    response = await control.apps.ListReplicas(aps.ListReplicasRequest(parent=f"apps/{app_id}"))
-    return list(response.replicas)
-
-
 async def test_an_app_is_placed_and_its_status_says_so(control: Plane) -> None:
     async with control.fleet(3):
         await control.create(
             "ranker", spec(replicas=4, placement=app_pb2.Placement(max_per_node=2))
         )
-        app = await settled(control, "ranker", placed=4)
+        app = await control.settled("ranker", placed=4)
         assert not app.reconciling
         placed = condition(app, "Placed")
         assert placed is not None and (placed.status, placed.reason) == (TRUE, "AllPlaced")
@@ -48,7 +28,7 @@ async def test_an_app_is_placed_and_its_status_says_so(control: Plane) -> None:
         ready = condition(app, "Ready")
         assert ready is not None and (ready.status, ready.reason) == (FALSE, "ReplicasNotReady")
         assert app.replica_counts == app_pb2.ReplicaCounts(desired=4, placed=4)
-        listed = await replicas(control, "ranker")
+        listed = await control.replicas("ranker")
         assert len(listed) == 4
         assert {replica.role for replica in listed} == {
             replica_pb2.REPLICA_ROLE_HEAD,
@@ -67,7 +47,7 @@ async def test_an_app_is_placed_and_its_status_says_so(control: Plane) -> None:
 async def test_list_replicas_pages(control: Plane) -> None:
     async with control.fleet(2):
         await control.create("ranker", spec(replicas=5))
-        await settled(control, "ranker", placed=5)
+        await control.settled("ranker", placed=5)
         names = []
         token = ""
         while True:
@@ -91,7 +71,7 @@ async def test_gpus_on_a_cpu_fleet_are_a_condition_not_an_error(control: Plane) 
     async with control.fleet(2):
         created = await control.create("vision", spec(replicas=2, gpus=1))
         assert created.name == "apps/vision"
-        app = await settled(control, "vision", placed=0)
+        app = await control.settled("vision", placed=0)
         placed = condition(app, "Placed")
         assert placed is not None and placed.status == FALSE
         assert placed.reason == "AcceleratorUnavailable"
@@ -104,14 +84,14 @@ async def test_too_few_free_gpus_is_insufficient_gpu_until_the_fleet_grows(contr
     gpu_node = common_pb2.Resources(cpu_millis=8000, memory_bytes=32 * GIB, gpus=1)
     async with control.fleet(2, prefix="gpu-", accelerator="nvidia-a10g", capacity=gpu_node):
         await control.create("vision", spec(replicas=3, gpus=1))
-        app = await settled(control, "vision", placed=2)
+        app = await control.settled("vision", placed=2)
         placed = condition(app, "Placed")
         assert placed is not None and (placed.status, placed.reason) == (FALSE, "InsufficientGpu")
         assert app.replica_counts.unplaceable == 1
         async with control.fleet(
             1, prefix="gpu-more-", accelerator="nvidia-a10g", capacity=gpu_node
         ):
-            app = await settled(control, "vision", placed=3)
+            app = await control.settled("vision", placed=3)
             placed = condition(app, "Placed")
             assert placed is not None and placed.status == TRUE
             assert app.replica_counts.unplaceable == 0
@@ -121,14 +101,14 @@ async def test_too_few_free_gpus_is_insufficient_gpu_until_the_fleet_grows(contr
 async def test_an_update_is_acted_on_and_observed(control: Plane) -> None:
     async with control.fleet(3):
         created = await control.create("ranker", spec(replicas=4))
-        await settled(control, "ranker", placed=4)
+        await control.settled("ranker", placed=4)
         patch = app_pb2.App(name=created.name, replicas=2)
         request = aps.UpdateAppRequest(
             app=patch, update_mask=field_mask_pb2.FieldMask(paths=["replicas"])
         )
         updated = (await control.apps.UpdateApp(request)).app
         assert updated.generation == 2
-        app = await settled(control, "ranker", placed=2)
+        app = await control.settled("ranker", placed=2)
         assert app.observed_generation == 2
         assert len(await invariants(control.store)) == 2
 
@@ -137,8 +117,8 @@ async def test_delete_frees_every_allocation(control: Plane) -> None:
     async with control.fleet(2):
         created = await control.create("ranker", spec(replicas=3))
         await control.create("keeper", spec(replicas=1))
-        await settled(control, "ranker", placed=3)
-        await settled(control, "keeper", placed=1)
+        await control.settled("ranker", placed=3)
+        await control.settled("keeper", placed=1)
         await control.apps.DeleteApp(aps.DeleteAppRequest(name=created.name))
         remaining = await invariants(control.store)
         assert [record.app_id for record in remaining.values()] == ["keeper"]
@@ -148,20 +128,8 @@ async def test_delete_frees_every_allocation(control: Plane) -> None:
 async def test_ready_replicas_make_the_app_ready(control: Plane) -> None:
     async with control.fleet(2):
         await control.create("ranker", spec(replicas=2))
-        await settled(control, "ranker", placed=2)
-        for index, replica in enumerate(await replicas(control, "ranker")):
-            await control.nodes.ReportReplicaStatus(
-                node_service_pb2.ReportReplicaStatusRequest(
-                    node=replica.node,
-                    reports=[
-                        node_service_pb2.ReplicaStatusReport(
-                            replica=replica.name,
-                            phase=replica_pb2.REPLICA_PHASE_READY,
-                            endpoint=f"127.0.0.1:{9000 + index}",
-                        )
-                    ],
-                )
-            )
+        await control.settled("ranker", placed=2)
+        await control.report(await control.replicas("ranker"))
 
         async def ready() -> bool:
             app = await control.app("ranker")

@@ -1,0 +1,23 @@
+"""The Scheduler service as a component of ``astra up``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from services.app import api_address
+from services.scheduler._service import SchedulerService
+
+if TYPE_CHECKING:
+    from astra.cli import Runtime
+
+
+@contextlib.asynccontextmanager
+async def scheduler_component(runtime: Runtime) -> AsyncIterator[None]:
+    """The Scheduler service on ``runtime.api``, fed by the Resource service of the same
+    process; put it after ``store`` and the Resource service, before ``api_server``."""
+    service = SchedulerService(runtime.store, resource=lambda: api_address(runtime.api))
+    service.add_to(runtime.api)
+    async with service:
+        yield

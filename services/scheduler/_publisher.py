@@ -1,0 +1,88 @@
+"""Writing routes to ``/astra/v1/routes/{model}``, where gateways and WatchRoutes read them.
+
+Each Scheduler replica writes the routes of the models it owns (rendezvous over the
+replicas' leases), and only those that differ from what the store holds: a change is
+written once, whichever replica computed it, and a route someone else overwrote is
+written again by its owner. Changes are batched per tick into transactions of at
+most 128 operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from astra import keys
+from astra.store import MAX_TXN_OPS, Delete, Op, Put, Store, UnavailableError
+from services.app import Follower, Ownership
+from services.scheduler._routes import RouteTable
+
+_log = logging.getLogger(__name__)
+
+
+class RoutePublisher:
+    """Publishes the owned routes of ``table``; see the module's documentation.
+
+    Args:
+        store: the store.
+        table: where routes are computed.
+        ownership: which models this replica owns.
+        stored: a mirror of ``/astra/v1/routes/``.
+        tick: the longest a change waits to be batched with others, in seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        table: RouteTable,
+        ownership: Ownership,
+        stored: Follower,
+        *,
+        tick: float,
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._ownership = ownership
+        self._stored = stored
+        self._tick = tick
+        self._wake = asyncio.Event()
+        #: Route writes committed (one per changed model).
+        self.writes = 0
+
+    def poke(self) -> None:
+        """Something changed in the table: publish at the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish changes forever."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self._tick)
+            try:
+                await self.publish()
+            except UnavailableError as exc:
+                _log.warning("cannot write routes: %s", exc)
+                self._table.touch_all()
+                self._wake.set()
+                await asyncio.sleep(0.5)
+
+    async def publish(self) -> None:
+        """Write every owned route that differs from the stored one."""
+        ops: list[Op] = []
+        for model in sorted(self._table.take_dirty()):
+            if not self._ownership.owns(model):
+                continue
+            key = keys.route(model)
+            record = self._table.route(model)
+            stored = self._stored.entries.get(key)
+            if record is None:
+                if stored is not None:
+                    ops.append(Delete(key))
+                continue
+            value = record.to_bytes()
+            if stored is None or stored.value != value:
+                ops.append(Put(key, value))
+        for start in range(0, len(ops), MAX_TXN_OPS):
+            await self._store.txn((), ops[start : start + MAX_TXN_OPS])
+        self.writes += len(ops)
