@@ -1,0 +1,41 @@
+"""The membership benchmark runs end to end (tiny mode) and prints a sane table.
+
+Timings depend on the machine: only the table's shape and bounds that any working
+service meets are checked (every drained and silenced node is seen, in time).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_membership_benchmark_prints_the_table() -> None:
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "membership.py"), "--tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.split()[:1] == ["nodes"])
+    assert "heartbeats/s" in lines[header] and "memory/node" in lines[header]
+    row = lines[header + 1].replace(",", "").split()
+    nodes, ingest, cpu, memory, _, drain, dead, dead_after = row
+    assert int(nodes) == 200
+    assert float(ingest) > 0 and float(cpu) >= 0 and memory.lstrip("-").isdigit()
+    drain_p50, drain_p99 = (float(value) for value in drain.split("/"))
+    assert 0 < drain_p50 <= drain_p99 < 5000  # milliseconds
+    dead_p50, dead_p99 = (float(value) for value in dead.split("/"))
+    assert dead_after == "(1)"
+    assert 1.0 <= dead_p50 <= dead_p99 < 5.0  # never before dead_after
+    assert "not seen" not in completed.stdout
