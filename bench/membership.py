@@ -13,7 +13,8 @@ while a WatchCluster subscriber follows the fleet. It reports:
 - memory/node: the replica's RSS growth from before registration, per node;
 - drain: from a DrainNode call to the node being DRAINING at the subscriber, p50/p99;
 - dead: 1% of the nodes go silent; from each one's last heartbeat to DEAD at the
-  subscriber, p50/p99, next to ``dead_after``.
+  subscriber, p50/p99, next to ``dead_after``;
+- false DEAD: nodes seen DEAD although they never stopped heartbeating (should be 0).
 
 ``--tiny`` runs 200 nodes with a short heartbeat interval and ``dead_after``, in seconds.
 """
@@ -71,6 +72,8 @@ class Result:
     dead: list[float]
     dead_after: float
     missing: dict[str, int] = field(default_factory=dict)
+    #: Nodes seen DEAD that kept heartbeating (should be 0).
+    false_dead: int = 0
 
 
 # -- the Resource replica ---------------------------------------------------------------
@@ -300,7 +303,7 @@ async def bench_fleet(address: str, process: psutil.Process, count: int, profile
             memory = process.memory_info().rss - baseline
             ingest = await flood(stub, fleet.requests, seconds=profile.flood_seconds, streams=profile.flood_streams)
 
-            names = fleet.names()
+            names = [name for name in fleet.names() if name not in subscriber.seen[node_pb2.NODE_PHASE_DEAD]]
             random.shuffle(names)
             drained = names[: min(profile.drains, max(1, count // 100))]
             silent = names[len(drained) : len(drained) + max(1, count // 100)]
@@ -321,6 +324,7 @@ async def bench_fleet(address: str, process: psutil.Process, count: int, profile
         dead=[dead_seen[name] - fleet.last_heartbeat[name] for name in dead_seen if name in fleet.last_heartbeat],
         dead_after=profile.dead_after,
         missing={"drain": len(drained) - len(drain_seen), "dead": len(silent) - len(dead_seen)},
+        false_dead=len(subscriber.seen[node_pb2.NODE_PHASE_DEAD].keys() - set(silent)),
     )
 
 
@@ -334,13 +338,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def format_table(results: list[Result]) -> Iterator[str]:
     yield (f"{'nodes':>8} {'heartbeats/s':>13} {'CPU s/s per 10k':>16} {'memory/node':>12} "
-           f"{'drain p50/p99 ms':>17} {'dead p50/p99 s (dead_after)':>28}")  # fmt: skip
+           f"{'drain p50/p99 ms':>17} {'dead p50/p99 s (dead_after)':>28} {'false DEAD':>10}")  # fmt: skip
     for result in results:
         drain = f"{percentile(result.drain, 0.5) * 1000:.0f}/{percentile(result.drain, 0.99) * 1000:.0f}"
         dead = (f"{percentile(result.dead, 0.5):.2f}/{percentile(result.dead, 0.99):.2f} "
                 f"({result.dead_after:g})")  # fmt: skip
         yield (f"{result.nodes:>8,} {result.ingest_per_second:>13,.0f} {result.cpu_per_10k:>16.3f} "
-               f"{result.memory_per_node:>10,.0f} B {drain:>17} {dead:>28}")  # fmt: skip
+               f"{result.memory_per_node:>10,.0f} B {drain:>17} {dead:>28} {result.false_dead:>10}")  # fmt: skip
         if any(result.missing.values()):
             yield f"{'':>8} not seen at the subscriber: {result.missing}"
 

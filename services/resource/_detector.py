@@ -12,10 +12,13 @@ never a scan of the fleet. A node is found dead at most one tick after its deadl
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+
+_log = logging.getLogger(__name__)
 
 
 class Clock:
@@ -40,6 +43,7 @@ class Clock:
         """The detector ran ``seconds`` later than it meant to."""
         if seconds > self._tolerance:
             self.stalled += seconds - self._tolerance
+            _log.warning("this process stalled for %.2fs: deadlines move out by as much", seconds)
 
     def to_wall(self, instant: float) -> float:
         """The wall-clock time of ``instant`` (approximately, across stalls)."""

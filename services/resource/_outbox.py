@@ -51,6 +51,8 @@ _log = logging.getLogger(__name__)
 
 #: Transitions per transaction: each takes at most two operations per branch.
 MAX_BATCH = MAX_TXN_OPS // 2
+#: How long the writer waits for more transitions before writing a partial batch.
+GROUP_COMMIT_SECONDS = 0.002
 
 
 class Held(enum.Enum):
@@ -119,6 +121,7 @@ class Outbox:
         self._known_allocs: dict[str, tuple[bytes | None, int, int]] = {}
         #: False from a failed write until the next successful one.
         self.healthy = True
+        self._writing = 0
 
     # -- callers ---------------------------------------------------------------------
 
@@ -134,7 +137,8 @@ class Outbox:
         return name in self._ahead
 
     def __len__(self) -> int:
-        return len(self._queue)
+        """Transitions not written yet (queued or being written)."""
+        return len(self._queue) + self._writing
 
     def submit(self, name: str, transition: Transition) -> Submitted:
         """Apply ``transition`` to the newest record and queue it (unless it is a no-op).
@@ -184,6 +188,8 @@ class Outbox:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if len(self._queue) < MAX_BATCH:
+                await asyncio.sleep(GROUP_COMMIT_SECONDS)  # let concurrent callers join the batch
             try:
                 await self._write_batch()
                 delay = 0.05
@@ -206,6 +212,13 @@ class Outbox:
 
     async def _write_batch(self) -> None:
         batch = self._take()
+        self._writing = len(batch)
+        try:
+            await self._write(batch)
+        finally:
+            self._writing = 0
+
+    async def _write(self, batch: list[tuple[_Item, float]]) -> None:
         planned: list[tuple[_Item, float, NodeRecord | None, list[str], bool]] = []
         compares: list[Compare] = []
         ops: list[Op] = []

@@ -23,7 +23,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -136,9 +135,9 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
 
     # -- ownership and the view --------------------------------------------------------
 
-    def _adopt(self, name: str, entry: ViewNode | Stored, deadline: float) -> Member:
-        record = Stored(entry.data, entry.mod_revision).record()
-        return self.registry.track(name, record.uid, record.phase, deadline)
+    def _adopt(self, entry: ViewNode, deadline: float) -> Member:
+        record = entry.stored().record()
+        return self.registry.track(entry.name, record.uid, record.phase, deadline)
 
     def _rebalance(self) -> None:
         """Take the nodes this replica now owns (with grace), drop the others. O(nodes)."""
@@ -147,24 +146,24 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         for name, entry in self.view.nodes.items():
             owned = self.ownership.owns(name)
             if owned and name not in members and entry.phase != DEAD:
-                self._adopt(name, entry, deadline)
+                self._adopt(entry, deadline)
             elif not owned and name in members:
                 self.registry.forget(name)
 
     def _on_view_change(self, name: str, old: ViewNode | None, new: ViewNode | None) -> None:
         """Keep owned members in step with records written by anyone."""
-        if self.outbox.has_queued(name):
-            return  # this replica's own transitions of the node are still on their way
         if new is None:
             self.registry.forget(name)
             return
+        if self.outbox.has_queued(name):
+            return  # this replica's own transitions of the node are still on their way
         member = self.registry.members.get(name)
         if member is None:
             if new.phase != DEAD and self.ownership.owns(name):
-                self._adopt(name, new, self.registry.deadline(self._grace))
+                self._adopt(new, self.registry.deadline(self._grace))
             return
         revived = member.phase == DEAD and new.phase != DEAD
-        self._adopt(name, new, self.registry.deadline(self._grace) if revived else member.deadline)
+        self._adopt(new, self.registry.deadline(self._grace) if revived else member.deadline)
 
     def _on_dead(self, node: Watched) -> None:
         assert isinstance(node, Member)
@@ -281,16 +280,17 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         names = self.view.names_from(_decode_token(request.page_token)) if request.page_token else self.view.sorted_names()
         response = rs.ListNodesResponse()
         selector = dict(request.label_selector)
-        for index, name in enumerate(names):
+        for name in names:
             entry = self.view.nodes.get(name)
             if entry is None or (phase and entry.phase != phase):
                 continue
             if selector and not selector.items() <= entry.stored().record().labels.items():
                 continue
             if len(response.nodes) == page_size:
-                response.next_page_token = _encode_token(names[index - 1])
+                response.next_page_token = _encode_token(response.nodes[-1].name)
                 break
-            fill_node(response.nodes.add(), entry.stored(), allocated=self.view.allocated(name), usage=self.registry.usage(name))
+            fill_node(response.nodes.add(), entry.stored(), allocated=self.view.allocated(name),
+                      usage=self.registry.usage(name))  # fmt: skip
         return response
 
     async def WatchCluster(self, request: rs.WatchClusterRequest, context: Any) -> AsyncIterator[rs.WatchClusterResponse]:

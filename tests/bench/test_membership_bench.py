@@ -30,7 +30,7 @@ def test_tiny_membership_benchmark_prints_the_table() -> None:
     header = next(index for index, line in enumerate(lines) if line.split()[:1] == ["nodes"])
     assert "heartbeats/s" in lines[header] and "memory/node" in lines[header]
     row = lines[header + 1].replace(",", "").split()
-    nodes, ingest, cpu, memory, _, drain, dead, dead_after = row
+    nodes, ingest, cpu, memory, _, drain, dead, dead_after, false_dead = row
     assert int(nodes) == 200
     assert float(ingest) > 0 and float(cpu) >= 0 and memory.lstrip("-").isdigit()
     drain_p50, drain_p99 = (float(value) for value in drain.split("/"))
@@ -39,3 +39,4 @@ def test_tiny_membership_benchmark_prints_the_table() -> None:
     assert dead_after == "(1)"
     assert 1.0 <= dead_p50 <= dead_p99 < 5.0  # never before dead_after
     assert "not seen" not in completed.stdout
+    assert false_dead == "0"
