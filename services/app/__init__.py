@@ -18,6 +18,7 @@ from services.app._host import SchedulerHost
 from services.app._names import DEFAULT_VERSION, app_id_of, app_name, is_model_name
 from services.app._ownership import Ownership
 from services.app._service import DESCRIPTOR, AppService
+from services.app._standalone import main as standalone_main
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -34,4 +35,5 @@ __all__ = [
     "app_name",
     "is_model_name",
     "node_record",
+    "standalone_main",
 ]

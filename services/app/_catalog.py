@@ -1,6 +1,10 @@
 """Every app record in memory, in id order: what ListApps pages through and what the
 app owners learn of spec changes from.
 
+A replica's writes wait for its catalog to hold them before they are answered, so a
+client reads its own writes through the replica it wrote through; other replicas'
+catalogs follow within a watch's latency.
+
 Fed by one :class:`Follower` of ``/astra/v1/apps/``. Lookups are O(1); a page is
 O(log n + page) by bisection over the sorted ids; adding or removing an app is O(n)
 (a list insertion), which a control plane's app count keeps cheap.
@@ -16,26 +20,20 @@ from astra.records import AppRecord
 from astra.store import KeyValue, Store
 from services.app._follow import Follower
 
-#: How long a listing waits for the catalog to reach the store's current revision.
-_CATCH_UP_SECONDS = 2.0
-
 
 class Catalog:
     """App records by id (those being deleted included), kept current by a watch."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
         self.follower = Follower(store, keys.APPS, self._changed, mirror=False)
         self.apps: dict[str, AppRecord] = {}
         self._ids: list[str] = []
         #: Called with the id of every app whose record changed or went.
         self.listeners: list[Callable[[str], None]] = []
 
-    async def page(self, after: str, limit: int) -> tuple[list[AppRecord], bool]:
+    def page(self, after: str, limit: int) -> tuple[list[AppRecord], bool]:
         """Up to ``limit`` live apps with ids after ``after`` (``""``: from the first),
-        and whether more follow. Waits (briefly) until every write made before the
-        call is in the catalog, so a client reads its own writes."""
-        await self.follower.caught_up(await self._store.current_revision(), _CATCH_UP_SECONDS)
+        and whether more follow."""
         found: list[AppRecord] = []
         for index in range(bisect.bisect_right(self._ids, after), len(self._ids)):
             record = self.apps[self._ids[index]]

@@ -206,7 +206,7 @@ class SchedulerHost:
         result = await scheduler.reconcile()
         replicas = await self.planner.read_replicas(app_id)
         await self._repository.write_status(
-            app_id, status_of(record.generation, result, replicas, self.view.is_lost)
+            app_id, status_of(spec, result, replicas, self.view.is_lost)
         )
         if result.unplaceable:
             self._starved.add(app_id)

@@ -42,8 +42,8 @@ class AppRepository:
         self._store = store
         self._clock = clock
 
-    async def create(self, app_id: str, app: app_pb2.App) -> AppRecord:
-        """Store a new app from its (valid) spec.
+    async def create(self, app_id: str, app: app_pb2.App) -> tuple[AppRecord, int]:
+        """Store a new app from its (valid) spec; returns it and the revision written.
 
         Raises:
             AlreadyExistsError: an app of that name exists.
@@ -63,7 +63,7 @@ class AppRepository:
                     f"{app_name(app_id)} is still being deleted; create it again once it is gone"
                 )
             raise AlreadyExistsError(f"{app_name(app_id)} already exists")
-        return record
+        return record, result.revision
 
     async def get(self, app_id: str) -> tuple[AppRecord, KeyValue]:
         """The app and the key-value it was read from.
@@ -76,9 +76,9 @@ class AppRepository:
 
     async def update(
         self, app_id: str, patch: app_pb2.App, paths: list[str], expected_etag: str
-    ) -> AppRecord:
+    ) -> tuple[AppRecord, int]:
         """Replace the fields named by ``paths`` with ``patch``'s; the generation goes up
-        when the spec changes.
+        when the spec changes. Returns the app and the revision written (0: unchanged).
 
         Raises:
             NotFoundError: no such app.
@@ -95,11 +95,12 @@ class AppRepository:
             updated = AppRecord.from_bytes(kv.value)
             _set_spec(updated, merged)
             if spec_of(updated) == spec_of(record):
-                return record
+                return record, 0
             updated.generation += 1
             updated.update_time = self._clock()
-            if await self._swap(kv, updated):
-                return updated
+            revision = await self._swap(kv, updated)
+            if revision:
+                return updated, revision
         raise ConflictError(
             f"{app_name(app_id)} changed {_ATTEMPTS} times during the update; retry"
         )
@@ -116,11 +117,9 @@ class AppRepository:
             _check_etag(record, expected_etag)
             record.deleting = True
             record.update_time = self._clock()
-            result = await self._store.txn(
-                [Compare.mod_revision(kv.key) == kv.mod_revision], [Put(kv.key, record.to_bytes())]
-            )
-            if result.succeeded:
-                return result.revision
+            revision = await self._swap(kv, record)
+            if revision:
+                return revision
         raise ConflictError(
             f"{app_name(app_id)} changed {_ATTEMPTS} times during the delete; retry"
         )
@@ -151,11 +150,12 @@ class AppRepository:
                 return True
         return False
 
-    async def _swap(self, kv: KeyValue, record: AppRecord) -> bool:
+    async def _swap(self, kv: KeyValue, record: AppRecord) -> int:
+        """Write ``record`` over ``kv`` unless it changed; the revision written, or 0."""
         result = await self._store.txn(
             [Compare.mod_revision(kv.key) == kv.mod_revision], [Put(kv.key, record.to_bytes())]
         )
-        return result.succeeded
+        return result.revision if result.succeeded else 0
 
 
 def _set_spec(record: AppRecord, app: app_pb2.App) -> None:

@@ -36,6 +36,9 @@ from services.node._convert import replica_to_proto
 _log = logging.getLogger(__name__)
 
 DESCRIPTOR = aps.DESCRIPTOR.services_by_name["AppService"]
+#: How long a write waits for this replica's catalog to hold it, so that a client
+#: listing on the replica it wrote through reads its own write.
+_CATCH_UP_SECONDS = 2.0
 
 
 class AppService(aps_grpc.AppServiceServicer):
@@ -105,7 +108,8 @@ class AppService(aps_grpc.AppServiceServicer):
 
     async def CreateApp(self, request: aps.CreateAppRequest, context: Any) -> aps.CreateAppResponse:
         app_id = checks.check_create(request)
-        record = await self._repository.create(app_id, request.app)
+        record, revision = await self._repository.create(app_id, request.app)
+        await self.catalog.follower.caught_up(revision, _CATCH_UP_SECONDS)
         return aps.CreateAppResponse(app=to_app(record))
 
     async def GetApp(self, request: aps.GetAppRequest, context: Any) -> aps.GetAppResponse:
@@ -115,7 +119,7 @@ class AppService(aps_grpc.AppServiceServicer):
     async def ListApps(self, request: aps.ListAppsRequest, context: Any) -> aps.ListAppsResponse:
         limit = page_size(request.page_size, default=100, limit=1000)
         after = decode_token("apps", request.page_token)
-        records, more = await self.catalog.page(after, limit)
+        records, more = self.catalog.page(after, limit)
         response = aps.ListAppsResponse(apps=[to_app(record) for record in records])
         if more:
             response.next_page_token = encode_token("apps", records[-1].app_id)
@@ -123,12 +127,16 @@ class AppService(aps_grpc.AppServiceServicer):
 
     async def UpdateApp(self, request: aps.UpdateAppRequest, context: Any) -> aps.UpdateAppResponse:
         app_id, paths = checks.check_update(request)
-        record = await self._repository.update(app_id, request.app, paths, request.app.etag)
+        record, revision = await self._repository.update(
+            app_id, request.app, paths, request.app.etag
+        )
+        await self.catalog.follower.caught_up(revision, _CATCH_UP_SECONDS)
         return aps.UpdateAppResponse(app=to_app(record))
 
     async def DeleteApp(self, request: aps.DeleteAppRequest, context: Any) -> aps.DeleteAppResponse:
         app_id = checks.check_named(request.name)
         revision = await self._repository.mark_deleting(app_id, request.etag)
+        await self.catalog.follower.caught_up(revision, _CATCH_UP_SECONDS)
         remaining = context.time_remaining()
         wait = self._delete_wait if remaining is None else min(self._delete_wait, remaining - 0.1)
         if wait > 0 and not await self._gone(app_id, revision, wait):

@@ -6,7 +6,8 @@
   reason (e.g. ``InsufficientGpu``) while some cannot be; UNKNOWN while placements are
   still being retried.
 - "Ready": TRUE once every wanted replica serves.
-- ``reconciling``: the placed replicas differ from the spec.
+- ``reconciling``: the placed replicas differ from the spec (in number, or placed for
+  other models or resources).
 
 A condition keeps its ``last_transition_time`` while its status stays the same.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from astra.records import AppRecord, ReplicaPhase, ReplicaRecord
-from services.app.scheduling import ReconcileResult
+from services.app.scheduling import AppSpec, ReconcileResult
 
 PLACED = "Placed"
 READY = "Ready"
@@ -49,19 +50,23 @@ class AppStatus:
 
 
 def status_of(
-    generation: int,
+    spec: AppSpec,
     result: ReconcileResult,
     replicas: Iterable[ReplicaRecord],
     is_lost: Callable[[str], bool],
 ) -> AppStatus:
-    """The status after ``result``, given the app's replica records read after it."""
+    """The status after reconciling ``spec`` (``result``), given the app's replica
+    records read after it. A replica placed for other models or resources than the
+    spec's is outdated: the app is reconciling while one remains."""
     live = [record for record in replicas if not is_lost(record.node_id)]
     placed = len(live)
     ready = sum(record.phase == ReplicaPhase.READY for record in live)
+    models = [dict(model) for model in spec.models]
+    outdated = any(record.resources != spec.resources or record.models != models for record in live)
     desired = result.desired
     return AppStatus(
-        observed_generation=generation,
-        reconciling=placed != desired or bool(result.pending or result.unplaceable),
+        observed_generation=spec.generation,
+        reconciling=placed != desired or outdated or bool(result.pending or result.unplaceable),
         placed=placed,
         ready=ready,
         unplaceable=len(result.unplaceable),

@@ -53,6 +53,13 @@ class Plane:
         self.scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(self.channel)
         self.app_service: AppService | None = None
 
+    def use_apps_at(self, address: str) -> grpc.aio.Channel:
+        """Send AppService calls to ``address`` (an App replica of its own); returns the
+        channel, for the caller to close."""
+        channel = grpc.aio.insecure_channel(address)
+        self.apps = app_service_pb2_grpc.AppServiceStub(channel)
+        return channel
+
     def fleet(self, count: int, *, prefix: str = "cpu-", **options: object) -> SimFleet:
         """``count`` simulated nodes heartbeating this plane (8 cores, 32 GiB each by default)."""
         return SimFleet(
@@ -107,24 +114,26 @@ class Plane:
 async def plane(
     store: Store,
     *,
-    app_replicas: int = 1,
+    app: bool = True,
     scheduler: Mapping[str, Any] | None = None,
     dead_after: float = DEAD_AFTER,
 ) -> AsyncIterator[Plane]:
-    """The services on a free loopback port; with ``scheduler``, the Scheduler service
-    too, built with those options."""
+    """The services on a free loopback port: the App service unless not ``app``, and
+    with ``scheduler`` the Scheduler service too, built with those options."""
     address = f"127.0.0.1:{free_port()}"
     server = Server(address, grace=0.2)
     resource = ResourceService(
         store, address=address, heartbeat_interval=HEARTBEAT_INTERVAL, dead_after=dead_after
     )
     node = NodeService(store)
-    app = AppService(store, resource=address, replica_id=f"app-{uuid.uuid4().hex[:6]}", lease_ttl=2)
     resource.add_to(server)
     node.register(server)
-    app.add_to(server)
     result = Plane(store, address)
-    result.app_service = app
+    if app:
+        result.app_service = AppService(
+            store, resource=address, replica_id=f"app-{uuid.uuid4().hex[:6]}", lease_ttl=2
+        )
+        result.app_service.add_to(server)
     async with contextlib.AsyncExitStack() as stack:
         await resource.start()
         stack.push_async_callback(resource.shutdown)
@@ -133,7 +142,8 @@ async def plane(
             service = SchedulerService(store, resource=address, **scheduler)
             service.add_to(server)
             await stack.enter_async_context(service)
-        await stack.enter_async_context(app)
+        if result.app_service is not None:
+            await stack.enter_async_context(result.app_service)
         await stack.enter_async_context(server)
         stack.push_async_callback(result.channel.close)
         yield result

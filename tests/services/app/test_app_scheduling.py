@@ -137,3 +137,22 @@ async def test_ready_replicas_make_the_app_ready(control: Plane) -> None:
             return app.replica_counts.ready == 2 and found is not None and found.status == TRUE
 
         await eventually(ready, what="apps/ranker Ready")
+
+
+async def test_replicas_placed_for_an_older_spec_keep_the_app_reconciling(control: Plane) -> None:
+    async with control.fleet(2):
+        created = await control.create("ranker", spec(replicas=2))
+        await control.settled("ranker", placed=2)
+        patch = spec(replicas=2, models=[("resnet", "2")])
+        patch.name = created.name
+        request = aps.UpdateAppRequest(
+            app=patch, update_mask=field_mask_pb2.FieldMask(paths=["models"])
+        )
+        await control.apps.UpdateApp(request)
+        app = await control.settled("ranker", placed=2)
+        assert app.observed_generation == 2
+        placed = await control.replicas("ranker")
+        if all(replica.models[0].version == "1" for replica in placed):
+            assert app.reconciling, "replicas still serve resnet:1"
+        else:
+            assert not app.reconciling
