@@ -1,4 +1,4 @@
-"""Run one Scheduler-service replica on its own: ``python -m services.scheduler --resource-address ...``."""
+"""Run one Scheduler-service replica on its own: ``python -m services.scheduler ...``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,53 @@
+"""The App and Scheduler services as ``astra up`` components, beside the Resource and
+Node services of the same process, the API on a port chosen at start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from astra._gen.astra.v1 import scheduler_service_pb2
+from astra.cli import COMPONENTS, Runtime, run_components
+from astra.config import Settings
+from services.app import app_component
+from services.node import node_service
+from services.resource import resource_component
+from services.scheduler import scheduler_component
+from tests.node_agent.waiting import eventually
+from tests.services.app.plane import Plane, spec
+
+
+async def test_the_services_run_as_components_of_astra_up() -> None:
+    settings = Settings.load(
+        overrides={"store_url": "memory://", "api_address": "127.0.0.1:0", "dead_after": 2.0}
+    )
+    runtime = Runtime(settings)
+    stop = asyncio.Event()
+    services = (resource_component, node_service, app_component, scheduler_component)
+    *before, api_server = COMPONENTS  # services go before the API server starts listening
+    components = (*[c for c in before if c not in services], *services, api_server)
+    running = asyncio.create_task(run_components(runtime, components, stop))
+    try:
+        await eventually(lambda: _listening(runtime), what="the API listening")
+        control = Plane(runtime.store, runtime.api.address)
+        async with control.fleet(2):
+            await control.create("ranker", spec(replicas=2))
+            await control.settled("ranker", placed=2)
+            await control.report(await control.replicas("ranker"))
+
+            async def routed() -> bool:
+                request = scheduler_service_pb2.GetRoutesRequest(models=["resnet"])
+                routes = (await control.scheduler.GetRoutes(request)).routes
+                return len(routes) == 1 and len(routes[0].endpoints) == 2
+
+            await eventually(routed, what="resnet routed")
+        await control.channel.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+
+
+def _listening(runtime: Runtime) -> bool:
+    try:
+        return bool(runtime.api.address)
+    except RuntimeError:
+        return False
