@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
-from astra import keys
+from astra import keys, telemetry
 from astra.records import AppRecord, NodeRecord, Quantity
 from astra.server import Tasks
 from astra.store import KeyValue, Store, UnavailableError
@@ -89,6 +90,7 @@ class SchedulerHost:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._starved_timer: asyncio.TimerHandle | None = None
         self._tasks = Tasks()
+        self._metrics: _Metrics | None = None
         catalog.listeners.append(self._on_app)
         ownership.listeners.append(self._rebalance)
 
@@ -97,6 +99,7 @@ class SchedulerHost:
     async def start(self) -> None:
         """Load the allocations and start following the fleet; workers start once the
         first node snapshot arrives."""
+        self._metrics = _Metrics()
         await self._allocs.start()
         await self._replicas.load()
         self._tasks.spawn(self._cluster.run(), name="app.cluster-feed")
@@ -203,7 +206,10 @@ class SchedulerHost:
             scheduler = self._schedulers[app_id] = AppScheduler(spec, self.view, self.planner)
         else:
             scheduler.update(spec)
+        started = time.perf_counter()
         result = await scheduler.reconcile()
+        if self._metrics is not None:
+            self._metrics.record(result, time.perf_counter() - started)
         replicas = await self.planner.read_replicas(app_id)
         await self._repository.write_status(
             app_id, status_of(spec, result, replicas, self.view.is_lost)
@@ -228,6 +234,8 @@ class SchedulerHost:
         )
         self._starved.discard(app_id)
         result: ReconcileResult = await scheduler.delete()
+        if self._metrics is not None:
+            self._metrics.record(result, 0.0)
         if result.pending or await self.planner.read_replicas(app_id):
             return True
         if deleting:
@@ -260,3 +268,29 @@ class SchedulerHost:
 def _nothing(app_id: str) -> AppSpec:
     """The spec of an app that wants nothing: what frees a deleted app."""
     return AppSpec(app_id=app_id, replicas=0, resources=Quantity())
+
+
+class _Metrics:
+    """The host's OpenTelemetry instruments (no-ops while telemetry is off)."""
+
+    def __init__(self) -> None:
+        meter = telemetry.meter("astra.app")
+        self._reconciles = meter.create_counter(
+            "astra.app.reconciles", description="App reconciles"
+        )
+        self._placed = meter.create_counter("astra.app.placements", description="Replicas placed")
+        self._removed = meter.create_counter("astra.app.removals", description="Replicas removed")
+        self._conflicts = meter.create_counter(
+            "astra.app.conflicts", description="Placement commits that lost an optimistic race"
+        )
+        self._duration = meter.create_histogram(
+            "astra.app.reconcile.duration", unit="s", description="Time to reconcile one app"
+        )
+
+    def record(self, result: ReconcileResult, seconds: float) -> None:
+        self._reconciles.add(1, {"converged": result.converged})
+        self._placed.add(len(result.placed))
+        self._removed.add(len(result.removed))
+        self._conflicts.add(result.conflicts)
+        if seconds:
+            self._duration.record(seconds)
