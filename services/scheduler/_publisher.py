@@ -13,11 +13,14 @@ import asyncio
 import logging
 
 from astra import keys
-from astra.store import MAX_TXN_OPS, Delete, Op, Put, Store, UnavailableError
+from astra.store import MAX_REQUEST_BYTES, MAX_TXN_OPS, Delete, Op, Put, Store, UnavailableError
 from services.app import Follower, Ownership
 from services.scheduler._routes import RouteTable
 
 _log = logging.getLogger(__name__)
+
+#: The most route bytes written in one transaction (room left for keys and framing).
+_BATCH_BYTES = MAX_REQUEST_BYTES * 3 // 4
 
 
 class RoutePublisher:
@@ -61,14 +64,18 @@ class RoutePublisher:
             await asyncio.sleep(self._tick)
             try:
                 await self.publish()
-            except UnavailableError as exc:
-                _log.warning("cannot write routes: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - publish everything again after a pause
+                if isinstance(exc, UnavailableError):
+                    _log.warning("cannot write routes now: %s", exc)
+                else:
+                    _log.exception("writing routes failed")
                 self._table.touch_all()
                 self._wake.set()
                 await asyncio.sleep(0.5)
 
     async def publish(self) -> None:
-        """Write every owned route that differs from the stored one."""
+        """Write every owned route that differs from the stored one, in transactions
+        within the store's limits. A route too big for one request is logged and left."""
         ops: list[Op] = []
         for model in sorted(self._table.take_dirty()):
             if not self._ownership.owns(model):
@@ -81,8 +88,21 @@ class RoutePublisher:
                     ops.append(Delete(key))
                 continue
             value = record.to_bytes()
-            if stored is None or stored.value != value:
+            if len(value) > _BATCH_BYTES:
+                _log.error(
+                    "the route of %s is %d bytes, too big to store: not written", model, len(value)
+                )
+            elif stored is None or stored.value != value:
                 ops.append(Put(key, value))
-        for start in range(0, len(ops), MAX_TXN_OPS):
-            await self._store.txn((), ops[start : start + MAX_TXN_OPS])
+        batch: list[Op] = []
+        size = 0
+        for op in ops:
+            op_size = len(op.key) + (len(op.value) if isinstance(op, Put) else 0)
+            if batch and (len(batch) == MAX_TXN_OPS or size + op_size > _BATCH_BYTES):
+                await self._store.txn((), batch)
+                batch, size = [], 0
+            batch.append(op)
+            size += op_size
+        if batch:
+            await self._store.txn((), batch)
         self.writes += len(ops)

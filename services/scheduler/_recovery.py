@@ -78,6 +78,8 @@ class Evictor:
             node_id = await self._queue.get()
             try:
                 await self._evict(node_id)
+            except Exception:  # noqa: BLE001 - one node's failure must not stop the others
+                _log.exception("evicting nodes/%s failed", node_id)
             finally:
                 self._queue.done(node_id)
 
