@@ -1,0 +1,49 @@
+"""The replica as a Ray actor: a :class:`ReplicaServer` in an async actor, pinned to its
+replica's Ray node. Its driver (:mod:`node_agent.replica._host`) creates it."""
+
+from __future__ import annotations
+
+import logging
+
+from astra._gen.astra.v1 import replica_pb2
+from node_agent.replica._server import ReplicaServer
+from node_agent.replica._settings import ReplicaSettings
+
+
+class ReplicaActor:
+    """One replica's model server, in its app's Ray cluster.
+
+    Ray runs its async methods on the actor's event loop, where the gRPC server lives
+    too. Errors of :meth:`start` reach the driver as the cause of a ``RayTaskError``.
+    """
+
+    def __init__(self, replica: bytes, settings: dict[str, object]) -> None:
+        """
+        Args:
+            replica: the serialized ``astra.v1.Replica``.
+            settings: :meth:`ReplicaSettings.to_dict`'s form.
+        """
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        spec = replica_pb2.Replica.FromString(replica)
+        self._server = ReplicaServer(spec.models, ReplicaSettings.from_dict(settings))
+
+    async def start(self) -> tuple[str, str]:
+        """Load the models and serve; returns the endpoint and execution provider.
+
+        Raises:
+            ModelError: a model cannot be served (the replica fails for good).
+        """
+        serving = await self._server.start()
+        return serving.endpoint, serving.execution_provider
+
+    async def serve(self) -> None:
+        """Return once the server has stopped (the driver watches the actor with it)."""
+        await self._server.wait()
+
+    async def drain(self) -> None:
+        """Take no new inference; return once those in flight have finished."""
+        await self._server.drain()
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        await self._server.stop()

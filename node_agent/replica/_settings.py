@@ -1,0 +1,38 @@
+"""What a replica server is configured with, beside its models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSettings:
+    """How a replica serves.
+
+    Attributes:
+        host: the address to listen on and to be reached at (the node's).
+        cache_dir: the node's model cache (shared by every replica on the machine).
+        port: the port to listen on; 0 picks a free one.
+        gpus: GPUs the replica was given; GPU execution providers only with some.
+        threads: ONNX Runtime intra-op threads per inference.
+        workers: inferences run at once; more requests wait for a worker.
+        grace: seconds in-flight calls get when the server stops.
+    """
+
+    host: str
+    cache_dir: str
+    port: int = 0
+    gpus: int = 0
+    threads: int = 1
+    workers: int = 2
+    grace: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, read back by :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReplicaSettings:
+        """The settings :meth:`to_dict` wrote."""
+        return cls(**data)
