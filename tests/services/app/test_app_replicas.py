@@ -77,7 +77,7 @@ async def test_replicas_split_the_apps_and_a_dead_ones_apps_move(
 async def test_a_replica_killed_mid_commit_leaves_no_half_written_allocation(
     etcd: EtcdProcess, etcd_store: Store, tmp_path: Path
 ) -> None:
-    wanted = 400
+    wanted = 1000  # about 25 transactions: the kill lands while they are being committed
     async with plane(etcd_store, app=False) as control, control.fleet(40):
         replica = AppProcess(etcd.url, control.address, "app-only", tmp_path)
         channel = control.use_apps_at(replica.address)
@@ -88,7 +88,7 @@ async def test_a_replica_killed_mid_commit_leaves_no_half_written_allocation(
                 await replica.start()
                 if not cycle:
                     await eventually(_serving(control), timeout=30, what="the App replica serving")
-                    app = spec(replicas=wanted, cpu_millis=500, memory_bytes=1 << 28)
+                    app = spec(replicas=wanted, cpu_millis=250, memory_bytes=1 << 28)
                     await control.create("big", app)
                 assert await committed, "the replica committed nothing"
                 await replica.kill()
