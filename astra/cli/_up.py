@@ -89,7 +89,18 @@ async def api_server(runtime: Runtime) -> AsyncIterator[None]:
         await api.shutdown()
 
 
-COMPONENTS: tuple[Component, ...] = (otel, store, api_server)
+def _control_plane() -> tuple[Component, ...]:
+    """The four control-plane services, in the order they depend on each other."""
+    from services.app import app_component
+    from services.node import node_service
+    from services.resource import resource_component
+    from services.scheduler import scheduler_component
+
+    return (resource_component, node_service, app_component, scheduler_component)
+
+
+#: What ``astra up`` runs, in order: services register on the API before it listens.
+COMPONENTS: tuple[Component, ...] = (otel, store, *_control_plane(), api_server)
 
 
 async def run_components(
