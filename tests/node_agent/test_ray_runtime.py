@@ -19,7 +19,7 @@ import pytest
 
 from astra._gen.astra.v1 import replica_pb2
 from astra.models import DemoModel, write_demo_model
-from node_agent import load_runtime_factory
+from node_agent import ReplicaRuntime, load_runtime_factory
 from node_agent.runtime import RayRuntime, RayRuntimeConfig
 from tests.node_agent.ray_helpers import (
     READY,
@@ -66,6 +66,8 @@ async def cluster() -> AsyncIterator[Cluster]:
 
 def test_the_agent_loads_the_runtime_by_name() -> None:
     assert load_runtime_factory("node_agent.runtime:RayRuntime") is RayRuntime
+    config = RayRuntimeConfig(address="127.0.0.1", cache_dir=Path("cache"))
+    assert isinstance(RayRuntime(lambda report: None, config=config), ReplicaRuntime)
 
 
 async def test_a_head_replica_serves_tritonclient_what_numpy_computes(cluster: Cluster) -> None:
