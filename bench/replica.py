@@ -97,7 +97,9 @@ def in_process_call(path: Path, batch: np.ndarray) -> Call:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
     return lambda: session.run(None, {"input": batch})
 
 
@@ -114,7 +116,10 @@ def replica_call(endpoint: str, batch: np.ndarray) -> Call:
 @contextlib.contextmanager
 def replica(path: Path, sha256: str) -> Iterator[str]:
     """A replica serving the model at ``path``, in a child process; yields its endpoint."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(path), sha256],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT, text=True,
@@ -142,14 +147,23 @@ def serve(path: Path, sha256: str) -> int:
     from node_agent.runtime import RayRuntime, RayRuntimeConfig
 
     async def run() -> int:
-        ready: asyncio.Future[node_service_pb2.ReplicaStatusReport] = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[node_service_pb2.ReplicaStatusReport] = (
+            asyncio.get_running_loop().create_future()
+        )
 
         def report(status: node_service_pb2.ReplicaStatusReport) -> None:
-            if status.phase in (replica_pb2.REPLICA_PHASE_READY, replica_pb2.REPLICA_PHASE_FAILED) and not ready.done():
+            if (
+                status.phase in (replica_pb2.REPLICA_PHASE_READY, replica_pb2.REPLICA_PHASE_FAILED)
+                and not ready.done()
+            ):
                 ready.set_result(status)
 
-        with tempfile.TemporaryDirectory(prefix="astra-b", dir="/tmp" if os.path.isdir("/tmp") else None) as root:
-            config = RayRuntimeConfig(address="127.0.0.1", cache_dir=Path(root) / "cache", root=Path(root))
+        with tempfile.TemporaryDirectory(
+            prefix="astra-b", dir="/tmp" if os.path.isdir("/tmp") else None
+        ) as root:
+            config = RayRuntimeConfig(
+                address="127.0.0.1", cache_dir=Path(root) / "cache", root=Path(root)
+            )
             runtime = RayRuntime(report, config=config)
             try:
                 await runtime.start(
@@ -192,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     from astra.models import write_demo_model
 
     timing = TINY if args.tiny else FULL
-    batch = np.random.default_rng(0).standard_normal((args.batch, MODEL_SHAPE["inputs"])).astype(np.float32)
+    batch = (
+        np.random.default_rng(0)
+        .standard_normal((args.batch, MODEL_SHAPE["inputs"]))
+        .astype(np.float32)
+    )
     with tempfile.TemporaryDirectory(prefix="astra-bench-") as workdir:
         model = write_demo_model(Path(workdir), **MODEL_SHAPE)
         local = in_process_call(model.path, batch)
@@ -200,11 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         with replica(model.path, model.sha256) as endpoint:
             remote = replica_call(endpoint, batch)
             np.testing.assert_allclose(remote(), model.reference(batch), rtol=1e-4, atol=1e-5)
-            (local_p50, local_p99), (remote_p50, remote_p99) = latencies(local, timing), latencies(remote, timing)
+            (local_p50, local_p99), (remote_p50, remote_p99) = (
+                latencies(local, timing),
+                latencies(remote, timing),
+            )
             rows["latency p50 (ms)"] = local_p50, remote_p50
             rows["latency p99 (ms)"] = local_p99, remote_p99
             rows[f"throughput ({args.clients} clients, inf/s)"] = (
-                throughput(lambda: in_process_call(model.path, batch), args.clients, timing.seconds),
+                throughput(
+                    lambda: in_process_call(model.path, batch), args.clients, timing.seconds
+                ),
                 throughput(lambda: replica_call(endpoint, batch), args.clients, timing.seconds),
             )
     print(

@@ -44,7 +44,9 @@ class DemoModel:
         return out
 
 
-def _weights(inputs: int, hidden: int, outputs: int, depth: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _weights(
+    inputs: int, hidden: int, outputs: int, depth: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     sizes = [inputs, *([hidden] * (depth - 1)), outputs]
     return [
@@ -73,7 +75,10 @@ def build_demo_model(
     current = "input"
     for index, (matrix, bias) in enumerate(weights):
         last = index == len(weights) - 1
-        initializers += [numpy_helper.from_array(matrix, f"w{index}"), numpy_helper.from_array(bias, f"b{index}")]
+        initializers += [
+            numpy_helper.from_array(matrix, f"w{index}"),
+            numpy_helper.from_array(bias, f"b{index}"),
+        ]
         product, total = f"matmul{index}", "output" if last else f"add{index}"
         nodes += [
             helper.make_node("MatMul", [current, f"w{index}"], [product]),
@@ -90,7 +95,9 @@ def build_demo_model(
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", outputs])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="astra")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="astra"
+    )
     model.ir_version = IR_VERSION
     checker.check_model(model)
     return model, tuple(weights)

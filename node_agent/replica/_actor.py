@@ -23,7 +23,9 @@ class ReplicaActor:
             replica: the serialized ``astra.v1.Replica``.
             settings: :meth:`ReplicaSettings.to_dict`'s form.
         """
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        )
         spec = replica_pb2.Replica.FromString(replica)
         self._server = ReplicaServer(spec.models, ReplicaSettings.from_dict(settings))
 

@@ -69,7 +69,9 @@ class ModelCache:
     def _fetch(self, uri: str, sha256: str, path: Path) -> None:
         fetcher = next((fetcher for fetcher in self._fetchers if fetcher.handles(uri)), None)
         if fetcher is None:
-            raise FetchError(f"no fetcher for {uri!r}: use an absolute path, file://, http:// or https://")
+            raise FetchError(
+                f"no fetcher for {uri!r}: use an absolute path, file://, http:// or https://"
+            )
         incoming = self.root / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,8 @@ class HttpFetcher:
 
     def fetch(self, uri: str, sha256: str, sink: Sink) -> None:
         try:
-            with urllib.request.urlopen(uri, timeout=self._timeout) as response:  # noqa: S310 - schemes checked
+            # Only http(s) URIs get here (see handles()).
+            with urllib.request.urlopen(uri, timeout=self._timeout) as response:  # noqa: S310
                 while chunk := response.read(_CHUNK):
                     sink(chunk)
         except urllib.error.HTTPError as exc:
@@ -80,4 +81,3 @@ class HttpFetcher:
 def default_fetchers() -> list[ModelFetcher]:
     """The fetchers a cache uses unless told otherwise: local files, then HTTP(S)."""
     return [LocalFetcher(), HttpFetcher()]
-

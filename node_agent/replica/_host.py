@@ -19,7 +19,15 @@ import sys
 from typing import Any, BinaryIO
 
 from node_agent.replica._errors import ModelError
-from node_agent.replica._protocol import DRAIN, DRAINED, EXIT_FAILED, FAILED, READY, HostConfig, event
+from node_agent.replica._protocol import (
+    DRAIN,
+    DRAINED,
+    EXIT_FAILED,
+    FAILED,
+    READY,
+    HostConfig,
+    event,
+)
 
 _log = logging.getLogger(__name__)
 #: Seconds the actor gets to stop before it is killed.
@@ -94,7 +102,9 @@ async def run(config: HostConfig, out: BinaryIO, commands: asyncio.StreamReader)
             command = line.result().strip().decode()
             if not command:  # stdin closed: stop
                 with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
-                    await asyncio.wait_for(asyncio.wrap_future(actor.stop.remote().future()), _STOP_TIMEOUT)
+                    await asyncio.wait_for(
+                        asyncio.wrap_future(actor.stop.remote().future()), _STOP_TIMEOUT
+                    )
                 ray.kill(actor)
                 return 0
             if command == DRAIN:
@@ -120,7 +130,9 @@ async def _watch(ref: Any) -> str:
 def main() -> int:
     """The driver's entry point."""
     _die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not garble events
 

@@ -109,7 +109,11 @@ class LoadTracker:
         self._requests[index] += 1
         self._errors[index] += failed
         latency = (now - start) * 1000
-        self.latency_ms = latency if self.latency_ms == 0 else self.latency_ms + _ALPHA * (latency - self.latency_ms)
+        self.latency_ms = (
+            latency
+            if self.latency_ms == 0
+            else self.latency_ms + _ALPHA * (latency - self.latency_ms)
+        )
 
     def busy(self, seconds: float) -> None:
         """A worker spent ``seconds`` running a model."""
@@ -119,7 +123,9 @@ class LoadTracker:
         """The load now."""
         now = self._clock()
         current = int(now / self._width)
-        live = [index for index, bucket_id in enumerate(self._ids) if current - bucket_id < _BUCKETS]
+        live = [
+            index for index, bucket_id in enumerate(self._ids) if current - bucket_id < _BUCKETS
+        ]
         span = min(WINDOW, max(now - self._started, self._width))
         return LoadReport(
             rps=sum(self._requests[index] for index in live) / span,

@@ -43,7 +43,9 @@ def _specs(args: Sequence[ort.NodeArg]) -> dict[str, TensorSpec]:
     for arg in args:
         datatype = ONNX_DATATYPES.get(arg.type)
         if datatype is None:
-            raise ModelLoadError(f"tensor {arg.name} has type {arg.type}, which the protocol cannot carry")
+            raise ModelLoadError(
+                f"tensor {arg.name} has type {arg.type}, which the protocol cannot carry"
+            )
         shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape)
         specs[arg.name] = TensorSpec(arg.name, datatype, shape)
     return specs
@@ -61,7 +63,9 @@ class OnnxModel:
         self.outputs = _specs(session.get_outputs())
 
     @classmethod
-    def load(cls, name: str, version: str, path: Path, *, plan: ProviderPlan, threads: int) -> OnnxModel:
+    def load(
+        cls, name: str, version: str, path: Path, *, plan: ProviderPlan, threads: int
+    ) -> OnnxModel:
         """Load ``path`` in a session with the ``plan``'s providers and ``threads``
         intra-op threads.
 
@@ -74,9 +78,13 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: our log says which provider runs
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=list(plan.providers))
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=list(plan.providers)
+            )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated types
-            raise ModelLoadError(f"ONNX Runtime cannot load model {name} version {version}: {exc}") from exc
+            raise ModelLoadError(
+                f"ONNX Runtime cannot load model {name} version {version}: {exc}"
+            ) from exc
         return cls(name, version, session)
 
     @property
@@ -105,7 +113,8 @@ class OnnxModel:
         violations.check(
             not raw or len(request.raw_input_contents) == len(request.inputs),
             "raw_input_contents",
-            f"holds {len(request.raw_input_contents)} tensors, expected one per input ({len(request.inputs)})",
+            f"holds {len(request.raw_input_contents)} tensors, "
+            f"expected one per input ({len(request.inputs)})",
         )
         feeds: dict[str, np.ndarray] = {}
         for index, tensor in enumerate(request.inputs):
@@ -115,20 +124,30 @@ class OnnxModel:
                 feeds[tensor.name] = array
         named = {tensor.name for tensor in request.inputs}
         for spec in self.inputs.values():
-            violations.check(spec.name in named, "inputs", f'input "{spec.name}" ({spec}) is missing')
+            violations.check(
+                spec.name in named, "inputs", f'input "{spec.name}" ({spec}) is missing'
+            )
         outputs = []
         for index, wanted in enumerate(request.outputs):
-            if violations.at("outputs").at(index).check(
-                wanted.name in self.outputs,
-                "name",
-                f'unknown output "{wanted.name}"; {self._describe(self.outputs, "output")}',
+            if (
+                violations.at("outputs")
+                .at(index)
+                .check(
+                    wanted.name in self.outputs,
+                    "name",
+                    f'unknown output "{wanted.name}"; {self._describe(self.outputs, "output")}',
+                )
             ):
                 outputs.append(wanted.name)
         violations.raise_if_any()
         return Prepared(feeds, outputs or list(self.outputs), raw)
 
     def _decode(
-        self, at: Violations, index: int, tensor: pb.ModelInferRequest.InferInputTensor, request: pb.ModelInferRequest
+        self,
+        at: Violations,
+        index: int,
+        tensor: pb.ModelInferRequest.InferInputTensor,
+        request: pb.ModelInferRequest,
     ) -> np.ndarray | None:
         spec = self.inputs.get(tensor.name)
         if spec is None:
@@ -143,7 +162,8 @@ class OnnxModel:
         ok &= at.check(
             spec.accepts(shape) and min(shape, default=0) >= 0,
             "shape",
-            f'input "{tensor.name}" has shape {list(shape)}, expected {list(spec.shape)} (-1: any size)',
+            f'input "{tensor.name}" has shape {list(shape)}, '
+            f"expected {list(spec.shape)} (-1: any size)",
         )
         if not ok:
             return None
@@ -162,17 +182,23 @@ class OnnxModel:
 
     @staticmethod
     def _describe(specs: dict[str, TensorSpec], kind: str) -> str:
-        return f"the model's {kind}s are " + ", ".join(f'"{name}" ({spec})' for name, spec in specs.items())
+        return f"the model's {kind}s are " + ", ".join(
+            f'"{name}" ({spec})' for name, spec in specs.items()
+        )
 
     def run(self, prepared: Prepared) -> list[np.ndarray]:
         """Run the session on ``prepared``'s feeds (blocking; ONNX Runtime releases the
         GIL while it computes)."""
         return self.session.run(prepared.outputs, prepared.feeds)  # type: ignore[no-any-return]
 
-    def respond(self, request: pb.ModelInferRequest, prepared: Prepared, results: list[np.ndarray]) -> pb.ModelInferResponse:
+    def respond(
+        self, request: pb.ModelInferRequest, prepared: Prepared, results: list[np.ndarray]
+    ) -> pb.ModelInferResponse:
         """The answer to ``request``: raw outputs if it was raw (or an output is FP16,
         which has no typed contents), typed ones otherwise."""
-        response = pb.ModelInferResponse(model_name=self.name, model_version=self.version, id=request.id)
+        response = pb.ModelInferResponse(
+            model_name=self.name, model_version=self.version, id=request.id
+        )
         datatypes = [self.outputs[name].datatype for name in prepared.outputs]
         raw = prepared.raw or "FP16" in datatypes
         for name, datatype, array in zip(prepared.outputs, datatypes, results, strict=True):
@@ -187,6 +213,12 @@ class OnnxModel:
 def _as_onnx_strings(array: np.ndarray) -> np.ndarray:
     """BYTES elements as the text ONNX string tensors hold."""
     try:
-        return np.vectorize(lambda item: item.decode(), otypes=[object])(array) if array.size else array
+        return (
+            np.vectorize(lambda item: item.decode(), otypes=[object])(array)
+            if array.size
+            else array
+        )
     except UnicodeDecodeError as exc:
-        raise TensorDataError(f"has a BYTES element that is not UTF-8 (ONNX strings are text): {exc}") from exc
+        raise TensorDataError(
+            f"has a BYTES element that is not UTF-8 (ONNX strings are text): {exc}"
+        ) from exc

@@ -48,7 +48,9 @@ def _map(message: descriptor_pb2.DescriptorProto, name: str, number: int, scope:
         field=[_field("key", 1, _F.TYPE_STRING), _field("value", 2, _F.TYPE_DOUBLE)],
         options=descriptor_pb2.MessageOptions(map_entry=True),
     )
-    message.field.append(_field(name, number, _F.TYPE_MESSAGE, type_name=f".{scope}.{entry}", repeated=True))
+    message.field.append(
+        _field(name, number, _F.TYPE_MESSAGE, type_name=f".{scope}.{entry}", repeated=True)
+    )
 
 
 def _pool() -> descriptor_pool.DescriptorPool:
@@ -65,7 +67,9 @@ def _pool() -> descriptor_pool.DescriptorPool:
     )
     _map(report, "request_cost", 4, scope)
     _map(report, "utilization", 5, scope)
-    report.field.extend([_field("rps_fractional", 6, _F.TYPE_DOUBLE), _field("eps", 7, _F.TYPE_DOUBLE)])
+    report.field.extend(
+        [_field("rps_fractional", 6, _F.TYPE_DOUBLE), _field("eps", 7, _F.TYPE_DOUBLE)]
+    )
     _map(report, "named_metrics", 8, scope)
     report.field.append(_field("application_utilization", 9, _F.TYPE_DOUBLE))
     pool.Add(
@@ -88,7 +92,10 @@ def _pool() -> descriptor_pool.DescriptorPool:
             name="xds/service/orca/v3/orca.proto",
             package="xds.service.orca.v3",
             syntax="proto3",
-            dependency=["google/protobuf/duration.proto", "xds/data/orca/v3/orca_load_report.proto"],
+            dependency=[
+                "google/protobuf/duration.proto",
+                "xds/data/orca/v3/orca_load_report.proto",
+            ],
             message_type=[request],
             service=[
                 descriptor_pb2.ServiceDescriptorProto(
@@ -110,7 +117,9 @@ def _pool() -> descriptor_pool.DescriptorPool:
 
 _POOL = _pool()
 #: ``xds.data.orca.v3.OrcaLoadReport``.
-OrcaLoadReport: Any = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("xds.data.orca.v3.OrcaLoadReport"))
+OrcaLoadReport: Any = message_factory.GetMessageClass(
+    _POOL.FindMessageTypeByName("xds.data.orca.v3.OrcaLoadReport")
+)
 #: ``xds.service.orca.v3.OrcaLoadReportRequest``.
 OrcaLoadReportRequest: Any = message_factory.GetMessageClass(
     _POOL.FindMessageTypeByName("xds.service.orca.v3.OrcaLoadReportRequest")
@@ -132,7 +141,9 @@ def orca_handler(load: Callable[[], LoadReport]) -> grpc.ServiceRpcHandler:
     ``report_interval`` (at least :data:`MIN_INTERVAL`, :data:`DEFAULT_INTERVAL` when
     unset) until the client leaves or the server stops."""
 
-    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def stream(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         interval = request.report_interval.ToTimedelta().total_seconds() or DEFAULT_INTERVAL
         while True:
             yield to_orca(load())

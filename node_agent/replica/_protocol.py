@@ -60,7 +60,9 @@ class HostConfig:
     def to_line(self) -> bytes:
         """One JSON line, read back by :meth:`from_line`."""
         data: dict[str, Any] = {
-            name: getattr(self, name) for name in self.__dataclass_fields__ if name not in ("replica", "settings")
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__
+            if name not in ("replica", "settings")
         }
         data["replica"] = base64.b64encode(self.replica.SerializeToString()).decode()
         data["settings"] = self.settings.to_dict()

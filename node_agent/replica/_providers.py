@@ -41,10 +41,14 @@ class ProviderPlan:
     @property
     def names(self) -> list[str]:
         """The providers' names, best first."""
-        return [provider if isinstance(provider, str) else provider[0] for provider in self.providers]
+        return [
+            provider if isinstance(provider, str) else provider[0] for provider in self.providers
+        ]
 
 
-def plan_providers(*, gpus: int, available: Sequence[str], engine_cache: Path | None = None) -> ProviderPlan:
+def plan_providers(
+    *, gpus: int, available: Sequence[str], engine_cache: Path | None = None
+) -> ProviderPlan:
     """The providers for a replica given ``gpus`` GPUs, among ``available`` (what
     ``onnxruntime.get_available_providers()`` lists).
 
@@ -66,7 +70,10 @@ def plan_providers(*, gpus: int, available: Sequence[str], engine_cache: Path | 
         else:
             options: dict[str, Any] = {"device_id": 0}
             if engine_cache is not None:
-                options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_cache)}
+                options |= {
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(engine_cache),
+                }
             providers.append((TENSORRT, options))
         if CUDA in available:
             providers.append((CUDA, {"device_id": 0}))
@@ -87,11 +94,13 @@ def check_providers(model: str, plan: ProviderPlan, got: Sequence[str], *, gpus:
     for reason in plan.skipped:
         _log.info("%s: skipped %s", model, reason)
     if provider != plan.names[0]:
-        _log.warning("%s: asked for %s, ONNX Runtime gave %s", model, " > ".join(plan.names), " > ".join(got))
+        _log.warning(
+            "%s: asked for %s, ONNX Runtime gave %s", model, " > ".join(plan.names), " > ".join(got)
+        )
     if gpus > 0 and provider not in GPU_PROVIDERS:
         raise ModelLoadError(
             f"model {model} runs on {provider} although the replica was given {gpus} GPU(s): "
-            f"{'; '.join(plan.skipped) or 'the GPU providers failed to start (see the replica log)'}"
+            + ("; ".join(plan.skipped) or "the GPU providers failed to start (see the replica log)")
         )
     _log.info("%s runs on %s", model, provider)
     return provider

@@ -49,12 +49,18 @@ class ReplicaServer:
     """
 
     def __init__(
-        self, models: Sequence[app_pb2.Model], settings: ReplicaSettings, *, cache: ModelCache | None = None
+        self,
+        models: Sequence[app_pb2.Model],
+        settings: ReplicaSettings,
+        *,
+        cache: ModelCache | None = None,
     ) -> None:
         self._specs = list(models)
         self._settings = settings
         self._cache = cache or ModelCache(Path(settings.cache_dir))
-        self._executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="astra-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, settings.workers), thread_name_prefix="astra-infer"
+        )
         self._load = LoadTracker(workers=settings.workers)
         self._server: Server | None = None
         self._servicer: InferenceServicer | None = None
@@ -71,7 +77,9 @@ class ReplicaServer:
             raise ModelError("the replica declares no model")
         settings = self._settings
         plan = plan_providers(
-            gpus=settings.gpus, available=ort.get_available_providers(), engine_cache=self._cache.root / "tensorrt"
+            gpus=settings.gpus,
+            available=ort.get_available_providers(),
+            engine_cache=self._cache.root / "tensorrt",
         )
         models: dict[tuple[str, str], OnnxModel] = {}
         providers = []
@@ -85,16 +93,27 @@ class ReplicaServer:
             model = await asyncio.to_thread(
                 OnnxModel.load, spec.name, version, path, plan=plan, threads=settings.threads
             )
-            providers.append(check_providers(f"{spec.name}:{version}", plan, model.providers, gpus=settings.gpus))
+            providers.append(
+                check_providers(f"{spec.name}:{version}", plan, model.providers, gpus=settings.gpus)
+            )
             models[spec.name, version] = model
         self._servicer = InferenceServicer(models, executor=self._executor, load=self._load)
         server = Server(f"{settings.host}:{settings.port}", grace=settings.grace)
-        server.add_servicer(self._servicer, grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, _SERVICE)
+        server.add_servicer(
+            self._servicer,
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+            _SERVICE,
+        )
         server.add_generic_handler(orca_handler(self._load.report))
         await server.start()
         self._server = server
         serving = Serving(endpoint=server.address, execution_provider=providers[0])
-        _log.info("serving %s at %s on %s", ", ".join(f"{n}:{v}" for n, v in models), serving.endpoint, providers[0])
+        _log.info(
+            "serving %s at %s on %s",
+            ", ".join(f"{n}:{v}" for n, v in models),
+            serving.endpoint,
+            providers[0],
+        )
         return serving
 
     @property

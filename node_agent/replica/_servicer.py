@@ -81,18 +81,26 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         """
         model = self._models.get((name, version)) if version else self._defaults.get(name)
         if model is None:
-            serving = ", ".join(f"{model_name} ({model_version})" for model_name, model_version in self._models)
+            serving = ", ".join(
+                f"{model_name} ({model_version})" for model_name, model_version in self._models
+            )
             wanted = f"model {name!r}" + (f" version {version!r}" if version else "")
             raise NotFoundError(f"{wanted} is not served here; serving: {serving}")
         return model
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.gate.open)
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
         self.model(request.name, request.version)
         return pb.ModelReadyResponse(ready=self.gate.open)
 
@@ -101,12 +109,18 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=astra.__version__)
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
         return self.model(request.name, request.version).metadata()
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
         if not self.gate.enter():
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the replica is draining: send the request elsewhere")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the replica is draining: send the request elsewhere"
+            )
         start = self._load.begin()
         failure = ""
         try:
@@ -125,7 +139,10 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             self._load.end(start, failed=bool(failure))
             report = self._load.report()
             context.set_trailing_metadata(
-                ((LOAD_HEADER, report.header()), (ORCA_TRAILER, to_orca(report).SerializeToString()))
+                (
+                    (LOAD_HEADER, report.header()),
+                    (ORCA_TRAILER, to_orca(report).SerializeToString()),
+                )
             )
             self.gate.leave()
         await context.abort(grpc.StatusCode.INTERNAL, failure)

@@ -114,7 +114,9 @@ def decode_raw(data: bytes, datatype: str, shape: tuple[int, ...]) -> np.ndarray
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def decode_typed(contents: pb.InferTensorContents, datatype: str, shape: tuple[int, ...]) -> np.ndarray:
+def decode_typed(
+    contents: pb.InferTensorContents, datatype: str, shape: tuple[int, ...]
+) -> np.ndarray:
     """The array that typed ``contents`` hold.
 
     Raises:
@@ -124,13 +126,17 @@ def decode_typed(contents: pb.InferTensorContents, datatype: str, shape: tuple[i
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise TensorDataError(f"datatype {datatype} travels in raw_input_contents only")
-    others = [descriptor.name for descriptor, _ in contents.ListFields() if descriptor.name != field]
+    others = [
+        descriptor.name for descriptor, _ in contents.ListFields() if descriptor.name != field
+    ]
     if others:
         raise TensorDataError(f"holds {others[0]}, expected {field} for {datatype}")
     values = getattr(contents, field)
     count = int(np.prod(shape, dtype=np.int64))
     if len(values) != count:
-        raise TensorDataError(f"has {len(values)} elements in {field}, expected {count} for shape {list(shape)}")
+        raise TensorDataError(
+            f"has {len(values)} elements in {field}, expected {count} for shape {list(shape)}"
+        )
     if datatype == "BYTES":
         array = np.empty(count, dtype=object)
         array[:] = list(values)
@@ -155,7 +161,9 @@ def encode_raw(array: np.ndarray, datatype: str) -> bytes:
 def encode_typed(array: np.ndarray, datatype: str) -> pb.InferTensorContents:
     """``array`` as typed contents of ``datatype`` (not FP16: it has none)."""
     field = CONTENTS_FIELD[datatype]
-    values = [_as_bytes(item) for item in array.flat] if datatype == "BYTES" else array.ravel().tolist()
+    values = (
+        [_as_bytes(item) for item in array.flat] if datatype == "BYTES" else array.ravel().tolist()
+    )
     contents = pb.InferTensorContents()
     getattr(contents, field).extend(values)
     return contents
@@ -178,5 +186,7 @@ def _split_bytes(data: bytes, count: int) -> np.ndarray:
         items[index] = data[offset : offset + length]
         offset += length
     if offset != len(data):
-        raise TensorDataError(f"raw BYTES contents have {len(data) - offset} bytes after {count} elements")
+        raise TensorDataError(
+            f"raw BYTES contents have {len(data) - offset} bytes after {count} elements"
+        )
     return items

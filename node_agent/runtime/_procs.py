@@ -73,7 +73,9 @@ class RedisTarget:
         """
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(f"Ray's GCS needs a redis:// or rediss:// URL with a host, got {url!r}")
+            raise ValueError(
+                f"Ray's GCS needs a redis:// or rediss:// URL with a host, got {url!r}"
+            )
         address = f"{parts.hostname}:{parts.port or 6379}"
         if parts.scheme == "rediss":
             address = f"rediss://{address}"
@@ -251,14 +253,18 @@ class ChildProcess:
             os.killpg(self.process.pid, signum)
 
 
-async def start_ray_node(spec: RayNodeSpec, *, timeout: float, env: Mapping[str, str]) -> ChildProcess:
+async def start_ray_node(
+    spec: RayNodeSpec, *, timeout: float, env: Mapping[str, str]
+) -> ChildProcess:
     """Start ``spec``'s node and return once it runs.
 
     Raises:
         RayStartError: it exited or did not come up within ``timeout`` seconds.
     """
     if len(str(spec.temp_dir)) > MAX_TEMP_DIR:
-        raise RayStartError(f"Ray temp dir {spec.temp_dir} is longer than {MAX_TEMP_DIR} characters")
+        raise RayStartError(
+            f"Ray temp dir {spec.temp_dir} is longer than {MAX_TEMP_DIR} characters"
+        )
     spec.temp_dir.mkdir(parents=True, exist_ok=True)
     marker = spec.temp_dir / _STARTED_MARKER
     # A stale marker would also make `ray start --head` refuse to start a head at the same
@@ -273,10 +279,16 @@ async def start_ray_node(spec: RayNodeSpec, *, timeout: float, env: Mapping[str,
     try:
         while not marker.exists():
             if node.returncode is not None or time.monotonic() > deadline:
-                why = f"exited with {node.returncode}" if node.returncode else f"did not start within {timeout:g}s"
+                why = (
+                    f"exited with {node.returncode}"
+                    if node.returncode
+                    else f"did not start within {timeout:g}s"
+                )
                 raise RayStartError(f"Ray {role} at {spec.temp_dir} {why}:\n{_log_tail(log)}")
             await asyncio.sleep(0.1)
-    except BaseException:  # a failed start, or the caller gave up (cancelled): leave nothing running
+    except (
+        BaseException
+    ):  # a failed start, or the caller gave up (cancelled): leave nothing running
         await node.stop(grace=0)
         raise
     return node
@@ -289,10 +301,17 @@ class ReplicaHost:
         self._process = process
 
     @classmethod
-    async def spawn(cls, config: HostConfig, *, env: Mapping[str, str], log: Path, cwd: Path) -> ReplicaHost:
+    async def spawn(
+        cls, config: HostConfig, *, env: Mapping[str, str], log: Path, cwd: Path
+    ) -> ReplicaHost:
         """Start the driver of ``config``'s replica."""
         process = await ChildProcess.spawn(
-            [sys.executable, "-m", "node_agent.replica"], what="replica driver", env=env, log=log, cwd=cwd, pipes=True
+            [sys.executable, "-m", "node_agent.replica"],
+            what="replica driver",
+            env=env,
+            log=log,
+            cwd=cwd,
+            pipes=True,
         )
         assert process.process.stdin is not None
         process.process.stdin.write(config.to_line())
@@ -310,7 +329,11 @@ class ReplicaHost:
             try:
                 yield json.loads(line)
             except ValueError:
-                _log.warning("replica driver %d wrote a line that is no event: %r", self._process.pid, line[:200])
+                _log.warning(
+                    "replica driver %d wrote a line that is no event: %r",
+                    self._process.pid,
+                    line[:200],
+                )
 
     async def drain(self) -> None:
         """Ask the replica to drain; it answers with a ``drained`` event."""

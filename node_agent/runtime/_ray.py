@@ -76,7 +76,9 @@ class RayRuntimeConfig:
 
     address: str
     cache_dir: Path
-    root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"astra-ray-{os.getuid()}")
+    root: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / f"astra-ray-{os.getuid()}"
+    )
     ray_ip: str = ""
     redis_url: str | None = None
     gpus: int = 0
@@ -192,7 +194,10 @@ def _short_id(name: str) -> str:
 def _runs(replica: replica_pb2.Replica) -> bytes:
     """What a replica's processes are made of: a change of it needs a restart."""
     spec = replica_pb2.Replica(
-        ray_cluster=replica.ray_cluster, role=replica.role, resources=replica.resources, models=replica.models
+        ray_cluster=replica.ray_cluster,
+        role=replica.role,
+        resources=replica.resources,
+        models=replica.models,
     )
     if replica.role == replica_pb2.REPLICA_ROLE_WORKER:
         spec.ray_head_address = replica.ray_head_address
@@ -292,13 +297,17 @@ class _Unit:
         replica, config = self.replica, self._runtime.config
         self._report(replica_pb2.REPLICA_PHASE_STARTING)
         if not self.head and not replica.ray_head_address:
-            self._report(replica_pb2.REPLICA_PHASE_STARTING, "waiting for the address of its Ray head")
+            self._report(
+                replica_pb2.REPLICA_PHASE_STARTING, "waiting for the address of its Ray head"
+            )
             await self._changed.wait()
             return None
         try:
             self._gpus = self._runtime._take_gpus(replica.resources.gpus)
             spec = self._node_spec(replica)
-            self._node = await start_ray_node(spec, timeout=config.start_timeout, env=self._runtime._env())
+            self._node = await start_ray_node(
+                spec, timeout=config.start_timeout, env=self._runtime._env()
+            )
         except RayStartError as exc:
             return str(exc)
         if self.head:
@@ -317,7 +326,9 @@ class _Unit:
         changed = asyncio.ensure_future(self._changed.wait())
         events = asyncio.ensure_future(self._relay(host))
         try:
-            done, _ = await asyncio.wait({node_exit, changed, events}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {node_exit, changed, events}, return_when=asyncio.FIRST_COMPLETED
+            )
             if events in done:
                 return events.result()
             if node_exit in done:
@@ -337,7 +348,11 @@ class _Unit:
         async for item in host.events():
             kind = item.get("event")
             if kind == READY:
-                self._ready, self._endpoint, self._provider = True, item["endpoint"], item["execution_provider"]
+                self._ready, self._endpoint, self._provider = (
+                    True,
+                    item["endpoint"],
+                    item["execution_provider"],
+                )
                 self._backoff.reset()
                 self._report(replica_pb2.REPLICA_PHASE_READY)
             elif kind == FAILED:
@@ -436,4 +451,3 @@ class _Unit:
         if self._gpus:
             self._runtime._give_gpus(self._gpus)
             self._gpus = []
-

@@ -38,10 +38,15 @@ def test_tiny_benchmark_prints_every_row_and_the_overhead_ratio() -> None:
     for line in lines:
         for label in ROWS:
             if line.startswith(label):
-                rows[label] = [float(cell.rstrip("x").replace(",", "")) for cell in line.removeprefix(label).split()]
+                rows[label] = [
+                    float(cell.rstrip("x").replace(",", ""))
+                    for cell in line.removeprefix(label).split()
+                ]
     assert list(rows) == ROWS
     for label, (local, remote, ratio) in rows.items():
         assert all(math.isfinite(value) and value > 0 for value in (local, remote, ratio)), label
         assert math.isclose(ratio, remote / local, rel_tol=0.02, abs_tol=0.01), label
     (overhead,) = [line for line in lines if line.startswith("overhead ratio")]
-    assert math.isclose(float(overhead.rsplit(" ", 1)[1].rstrip("x")), rows["latency p50 (ms)"][2], rel_tol=0.02)
+    assert math.isclose(
+        float(overhead.rsplit(" ", 1)[1].rstrip("x")), rows["latency p50 (ms)"][2], rel_tol=0.02
+    )

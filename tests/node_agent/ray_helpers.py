@@ -41,13 +41,19 @@ class Reports:
         self.by_replica[report.replica].append(report)
 
     def phases(self, name: str) -> list[str]:
-        return [replica_pb2.ReplicaPhase.Name(report.phase).removeprefix("REPLICA_PHASE_") for report in self.by_replica[name]]
+        return [
+            replica_pb2.ReplicaPhase.Name(report.phase).removeprefix("REPLICA_PHASE_")
+            for report in self.by_replica[name]
+        ]
 
     def last(self, name: str) -> node_service_pb2.ReplicaStatusReport:
         return self.by_replica[name][-1]
 
-    async def until(self, name: str, phase: Phase, *, timeout: float, after: int = 0) -> node_service_pb2.ReplicaStatusReport:
+    async def until(
+        self, name: str, phase: Phase, *, timeout: float, after: int = 0
+    ) -> node_service_pb2.ReplicaStatusReport:
         """The first report of ``phase`` for ``name`` among those from index ``after`` on."""
+
         def found() -> bool:
             return any(report.phase == phase for report in self.by_replica[name][after:])
 
@@ -57,7 +63,12 @@ class Reports:
 
 
 def replica(
-    name: str, model: DemoModel, *, role: int = replica_pb2.REPLICA_ROLE_HEAD, head: str = "", sha256: str = ""
+    name: str,
+    model: DemoModel,
+    *,
+    role: int = replica_pb2.REPLICA_ROLE_HEAD,
+    head: str = "",
+    sha256: str = "",
 ) -> replica_pb2.Replica:
     return replica_pb2.Replica(
         name=name,
@@ -79,7 +90,9 @@ async def triton_check(endpoint: str, batch: np.ndarray) -> dict[str, Any]:
         sys.executable, str(TRITON_CLIENT), "check", endpoint, "demo",
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(json.dumps({"input": batch.tolist()}).encode()), 60)
+    out, err = await asyncio.wait_for(
+        process.communicate(json.dumps({"input": batch.tolist()}).encode()), 60
+    )
     assert process.returncode == 0, err.decode()
     return json.loads(out)  # type: ignore[no-any-return]
 
@@ -92,7 +105,13 @@ class TritonLoad:
 
     @classmethod
     async def start(
-        cls, endpoint: str, batch: np.ndarray, expected: np.ndarray, *, threads: int = 4, pause: float = 0.0
+        cls,
+        endpoint: str,
+        batch: np.ndarray,
+        expected: np.ndarray,
+        *,
+        threads: int = 4,
+        pause: float = 0.0,
     ) -> TritonLoad:
         """Start calling; returns once answers flow. ``pause``: seconds each thread
         waits between calls."""
@@ -101,7 +120,9 @@ class TritonLoad:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps({"input": batch.tolist(), "expected": expected.tolist()}).encode() + b"\n")
+        process.stdin.write(
+            json.dumps({"input": batch.tolist(), "expected": expected.tolist()}).encode() + b"\n"
+        )
         await process.stdin.drain()
         line = await asyncio.wait_for(process.stdout.readline(), 60)
         assert line == b"flowing\n", line
@@ -125,6 +146,8 @@ class TritonLoad:
 def ray_process(node_pid: int, name: str) -> psutil.Process:
     """The Ray process called ``name`` (``raylet``, ``gcs_server``) of the Ray node whose
     ``ray start`` runs as ``node_pid``."""
-    found = [child for child in psutil.Process(node_pid).children(recursive=True) if child.name() == name]
+    found = [
+        child for child in psutil.Process(node_pid).children(recursive=True) if child.name() == name
+    ]
     assert len(found) == 1, f"{len(found)} {name} processes under {node_pid}"
     return found[0]

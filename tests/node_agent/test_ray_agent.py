@@ -45,7 +45,15 @@ async def test_a_placed_head_replica_serves_and_drains_through_the_agent(
         ray_cluster="c0",
         role=ReplicaRole.HEAD.value,
         resources=Quantity(1000, 1 << 30, 0),
-        models=[{"name": "demo", "version": "1", "uri": str(model.path), "sha256": model.sha256, "format": "ONNX"}],
+        models=[
+            {
+                "name": "demo",
+                "version": "1",
+                "uri": str(model.path),
+                "sha256": model.sha256,
+                "format": "ONNX",
+            }
+        ],
         app_generation=1,
     )
     runtime_config = RayRuntimeConfig(address="127.0.0.1", cache_dir=root / "cache", root=root)
@@ -65,7 +73,9 @@ async def test_a_placed_head_replica_serves_and_drains_through_the_agent(
             await eventually(ready, timeout=180, what="READY in the store")
             replica = await stored(store, record)
             assert replica.execution_provider == "CPUExecutionProvider"
-            assert replica.ray_head_address.startswith("127.0.0.2:") and replica.endpoint.startswith("127.0.0.1:")
+            assert replica.ray_head_address.startswith(
+                "127.0.0.2:"
+            ) and replica.endpoint.startswith("127.0.0.1:")
             batch = demo_batch()
             seen = await triton_check(replica.endpoint, batch)
             np.testing.assert_allclose(np.array(seen["output"]), model.reference(batch), rtol=1e-5)

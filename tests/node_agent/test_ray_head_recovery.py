@@ -34,7 +34,9 @@ START = 120.0
 #: Run in a process of its own: what the recovered cluster knows.
 _PROBE = """
 import json, sys, ray
-ray.init(address=sys.argv[1], _temp_dir=sys.argv[2], _node_ip_address="127.0.0.2", log_to_driver=False)
+ray.init(
+    address=sys.argv[1], _temp_dir=sys.argv[2], _node_ip_address="127.0.0.2", log_to_driver=False
+)
 print(json.dumps({
     "alive_nodes": sum(node["Alive"] for node in ray.nodes()),
     "actors": sorted(actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)),
@@ -53,11 +55,15 @@ async def probe(head_address: str, temp_dir: str) -> dict[str, object]:
 
 
 @pytest.mark.timeout(420)
-async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(redis_server: RedisProcess) -> None:
+async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(
+    redis_server: RedisProcess,
+) -> None:
     root = short_dir()
     model = write_demo_model(root / "models")
     reports = Reports()
-    config = RayRuntimeConfig(address="127.0.0.1", cache_dir=root / "cache", root=root, redis_url=redis_server.url)
+    config = RayRuntimeConfig(
+        address="127.0.0.1", cache_dir=root / "cache", root=root, redis_url=redis_server.url
+    )
     runtime = RayRuntime(reports, config=config)
     store = redis.Redis.from_url(redis_server.url)
     load: TritonLoad | None = None
@@ -65,38 +71,60 @@ async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(redis_
         await runtime.start(replica(HEAD, model))
         head_ready = await reports.until(HEAD, READY, timeout=START)
         await runtime.start(
-            replica(WORKER, model, role=replica_pb2.REPLICA_ROLE_WORKER, head=head_ready.ray_head_address)
+            replica(
+                WORKER,
+                model,
+                role=replica_pb2.REPLICA_ROLE_WORKER,
+                head=head_ready.ray_head_address,
+            )
         )
         worker_ready = await reports.until(WORKER, READY, timeout=START)
         head, worker = runtime.unit(HEAD), runtime.unit(WORKER)
-        assert head is not None and head.node is not None and worker is not None and worker.node is not None
+        assert (
+            head is not None
+            and head.node is not None
+            and worker is not None
+            and worker.node is not None
+        )
         namespace = head.storage_namespace
-        assert any(namespace.encode() in key for key in store.keys()), "the GCS keeps its state in Redis"
+        assert any(
+            namespace.encode() in key for key in store.keys()
+        ), "the GCS keeps its state in Redis"
         worker_node = worker.node.pid
         batch = demo_batch(8)
         # A steady trickle (a busy machine delays the head's restart past Ray's limits).
-        load = await TritonLoad.start(worker_ready.endpoint, batch, model.reference(batch), threads=1, pause=0.05)
+        load = await TritonLoad.start(
+            worker_ready.endpoint, batch, model.reference(batch), threads=1, pause=0.05
+        )
 
         ray_process(head.node.pid, "gcs_server").kill()
         seen = len(reports.by_replica[HEAD])
         back = await reports.until(HEAD, READY, timeout=START, after=seen)
         restarting = next(report for report in reports.by_replica[HEAD][seen:] if report.message)
         assert "Ray head exited" in restarting.message
-        assert back.ray_head_address == head_ready.ray_head_address  # workers reconnect to the same GCS
+        assert (
+            back.ray_head_address == head_ready.ray_head_address
+        )  # workers reconnect to the same GCS
 
         known = await probe(back.ray_head_address, str(head.temp_dir))
         assert known == {"alive_nodes": 2, "actors": ["head", "worker"]}
         outcomes = await load.stop()
-        assert set(outcomes) == {"OK"} and outcomes["OK"] >= 20, outcomes  # the worker never stopped serving
+        assert (
+            set(outcomes) == {"OK"} and outcomes["OK"] >= 20
+        ), outcomes  # the worker never stopped serving
         assert (head.restarts, worker.restarts) == (1, 0)
         assert worker.node is not None and worker.node.pid == worker_node
         np.testing.assert_allclose(
-            np.array((await triton_check(back.endpoint, batch))["output"]), model.reference(batch), rtol=1e-5
+            np.array((await triton_check(back.endpoint, batch))["output"]),
+            model.reference(batch),
+            rtol=1e-5,
         )
     finally:
         if load is not None:
             await load.kill()
         await runtime.close()
         shutil.rmtree(root, ignore_errors=True)
-    assert not any(namespace.encode() in key for key in store.keys()), "a stopped head leaves nothing in Redis"
+    assert not any(
+        namespace.encode() in key for key in store.keys()
+    ), "a stopped head leaves nothing in Redis"
     store.close()

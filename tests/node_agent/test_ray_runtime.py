@@ -54,7 +54,9 @@ async def cluster() -> AsyncIterator[Cluster]:
     root = short_dir()
     model = write_demo_model(root / "models")
     reports = Reports()
-    runtime = RayRuntime(reports, config=RayRuntimeConfig(address="127.0.0.1", cache_dir=root / "cache", root=root))
+    runtime = RayRuntime(
+        reports, config=RayRuntimeConfig(address="127.0.0.1", cache_dir=root / "cache", root=root)
+    )
     try:
         await runtime.start(replica(HEAD, model))
         ready = await reports.until(HEAD, READY, timeout=START)
@@ -79,7 +81,12 @@ async def test_a_head_replica_serves_tritonclient_what_numpy_computes(cluster: C
     assert ready.endpoint.startswith("127.0.0.1:")
     batch = demo_batch()
     seen = await triton_check(cluster.head_endpoint, batch)
-    assert (seen["live"], seen["ready"], seen["model_ready"], seen["server"]) == (True, True, True, "astra-replica")
+    assert (seen["live"], seen["ready"], seen["model_ready"], seen["server"]) == (
+        True,
+        True,
+        True,
+        "astra-replica",
+    )
     assert seen["inputs"] == [["input", "FP32"]]
     np.testing.assert_allclose(np.array(seen["output"]), cluster.model.reference(batch), rtol=1e-5)
 
@@ -92,7 +99,9 @@ async def test_a_worker_restarts_after_a_crash_then_drains_under_load(cluster: C
     assert unit is not None and unit.node is not None
     batch = demo_batch(8)
     expected = cluster.model.reference(batch)
-    np.testing.assert_allclose(np.array((await triton_check(first.endpoint, batch))["output"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.array((await triton_check(first.endpoint, batch))["output"]), expected, rtol=1e-5
+    )
 
     # A crash: the worker's raylet dies; the agent restarts the worker.
     crashed_node = unit.node.pid
@@ -101,9 +110,14 @@ async def test_a_worker_restarts_after_a_crash_then_drains_under_load(cluster: C
     again = await reports.until(name, READY, timeout=START, after=seen)
     restarting = next(report for report in reports.by_replica[name][seen:] if report.message)
     assert restarting.phase == replica_pb2.REPLICA_PHASE_STARTING
-    assert "Ray worker exited with 1" in restarting.message and "restarting in" in restarting.message
+    assert (
+        "Ray worker exited with 1" in restarting.message and "restarting in" in restarting.message
+    )
     assert unit.restarts == 1 and unit.node is not None and unit.node.pid != crashed_node
-    assert not psutil.pid_exists(crashed_node) or psutil.Process(crashed_node).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(crashed_node)
+        or psutil.Process(crashed_node).status() == psutil.STATUS_ZOMBIE
+    )
 
     # A drain under load: every request is answered right or refused before it ran.
     load = await TritonLoad.start(again.endpoint, batch, expected)
@@ -123,12 +137,19 @@ async def test_a_worker_restarts_after_a_crash_then_drains_under_load(cluster: C
     assert not psutil.pid_exists(node) or psutil.Process(node).status() == psutil.STATUS_ZOMBIE
 
 
-async def test_a_model_failing_its_checksum_fails_the_replica_for_good(cluster: Cluster, tmp_path: Path) -> None:
+async def test_a_model_failing_its_checksum_fails_the_replica_for_good(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     runtime, reports, name = cluster.runtime, cluster.reports, "apps/demo/replicas/bad"
     wrong = hashlib.sha256(b"some other model").hexdigest()
-    await runtime.start(replica(name, cluster.model, role=WORKER, head=cluster.head_address, sha256=wrong))
+    await runtime.start(
+        replica(name, cluster.model, role=WORKER, head=cluster.head_address, sha256=wrong)
+    )
     failed = await reports.until(name, replica_pb2.REPLICA_PHASE_FAILED, timeout=START)
-    assert failed.message == f"sha256 mismatch for {cluster.model.path}: expected {wrong}, got {cluster.model.sha256}"
+    assert (
+        failed.message
+        == f"sha256 mismatch for {cluster.model.path}: expected {wrong}, got {cluster.model.sha256}"
+    )
     assert not failed.endpoint
     assert "READY" not in reports.phases(name)
     unit = runtime.unit(name)

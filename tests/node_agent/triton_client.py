@@ -47,7 +47,10 @@ def check(endpoint: str, model: str) -> None:
 
 def load(endpoint: str, model: str, threads: int, pause: float) -> None:
     job = json.loads(sys.stdin.readline())
-    batch, expected = np.array(job["input"], dtype=np.float32), np.array(job["expected"], dtype=np.float32)
+    batch, expected = (
+        np.array(job["input"], dtype=np.float32),
+        np.array(job["expected"], dtype=np.float32),
+    )
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
     done = threading.Event()

@@ -36,18 +36,24 @@ def half(models_dir: Path) -> tuple[Path, str]:
 
 
 def settings(tmp_path: Path, **more: object) -> ReplicaSettings:
-    return ReplicaSettings(host="127.0.0.1", cache_dir=str(tmp_path / "cache"), **more)  # type: ignore[arg-type]
+    cache = str(tmp_path / "cache")
+    return ReplicaSettings(host="127.0.0.1", cache_dir=cache, **more)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 async def served(
-    tmp_path_factory: pytest.TempPathFactory, demo: DemoModel, echo: tuple[Path, str], half: tuple[Path, str]
+    tmp_path_factory: pytest.TempPathFactory,
+    demo: DemoModel,
+    echo: tuple[Path, str],
+    half: tuple[Path, str],
 ) -> AsyncIterator[tuple[ReplicaServer, Serving]]:
     """One server with the demo model (versions 1 and 2), the echo and half models."""
     models = [
         app_pb2.Model(name="demo", uri=str(demo.path), sha256=demo.sha256),
         app_pb2.Model(name="demo", version="2", uri=f"file://{demo.path}", sha256=demo.sha256),
-        app_pb2.Model(name="echo", uri=str(echo[0]), sha256=echo[1], format=app_pb2.MODEL_FORMAT_ONNX),
+        app_pb2.Model(
+            name="echo", uri=str(echo[0]), sha256=echo[1], format=app_pb2.MODEL_FORMAT_ONNX
+        ),
         app_pb2.Model(name="half", uri=str(half[0]), sha256=half[1]),
     ]
     server = ReplicaServer(models, settings(tmp_path_factory.mktemp("served")))
@@ -62,4 +68,3 @@ async def stub(
 ) -> AsyncIterator[grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub]:
     async with grpc.aio.insecure_channel(served[1].endpoint) as channel:
         yield grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
-

@@ -24,14 +24,22 @@ def write_model(path: Path, data: bytes) -> tuple[Path, str]:
     return path, hashlib.sha256(data).hexdigest()
 
 
-def echo_model(directory: Path, name: str = "echo", inputs: dict[str, tuple[str, int]] = ECHO_INPUTS) -> tuple[Path, str]:
+def echo_model(
+    directory: Path, name: str = "echo", inputs: dict[str, tuple[str, int]] = ECHO_INPUTS
+) -> tuple[Path, str]:
     """A model that answers each of ``inputs`` ([-1, 2] each) unchanged as
     ``<input>_out``; written as ``directory/<name>.onnx``."""
     graph = helper.make_graph(
         [helper.make_node("Identity", [tensor], [f"{tensor}_out"]) for tensor in inputs],
         name,
-        [helper.make_tensor_value_info(tensor, kind, ["n", 2]) for tensor, (_, kind) in inputs.items()],
-        [helper.make_tensor_value_info(f"{tensor}_out", kind, ["n", 2]) for tensor, (_, kind) in inputs.items()],
+        [
+            helper.make_tensor_value_info(tensor, kind, ["n", 2])
+            for tensor, (_, kind) in inputs.items()
+        ],
+        [
+            helper.make_tensor_value_info(f"{tensor}_out", kind, ["n", 2])
+            for tensor, (_, kind) in inputs.items()
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9

@@ -24,7 +24,8 @@ def test_a_replica_with_gpus_asks_for_tensorrt_then_cuda_then_cpu(tmp_path: obje
     plan = plan_providers(gpus=1, available=ALL, engine_cache=tmp_path)  # type: ignore[arg-type]
     if HAS_TENSORRT:
         assert plan.names == [TENSORRT, CUDA, CPU]
-        assert dict(plan.providers[0][1])["trt_engine_cache_path"] == str(tmp_path)  # type: ignore[index]
+        options = dict(plan.providers[0][1])  # type: ignore[index]
+        assert options["trt_engine_cache_path"] == str(tmp_path)
     else:
         assert plan.names == [CUDA, CPU]
         assert plan.skipped == (f"{TENSORRT}: the tensorrt package is not installed",)
@@ -50,6 +51,9 @@ def test_a_fallback_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="node_agent.replica._providers"):
         assert check_providers("demo:1", plan, [CUDA, CPU], gpus=1) == CUDA
     if HAS_TENSORRT:
-        assert f"asked for {TENSORRT} > {CUDA} > {CPU}, ONNX Runtime gave {CUDA} > {CPU}" in caplog.text
+        assert (
+            f"asked for {TENSORRT} > {CUDA} > {CPU}, ONNX Runtime gave {CUDA} > {CPU}"
+            in caplog.text
+        )
     assert f"demo:1 runs on {CUDA}" in caplog.text
     assert check_providers("demo:1", plan_providers(gpus=0, available=ALL), [CPU], gpus=0) == CPU

@@ -40,11 +40,18 @@ Stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub
 Tensor = pb.ModelInferRequest.InferInputTensor
 
 
-def typed_request(model: str, inputs: dict[str, tuple[str, np.ndarray]], **more: object) -> pb.ModelInferRequest:
+def typed_request(
+    model: str, inputs: dict[str, tuple[str, np.ndarray]], **more: object
+) -> pb.ModelInferRequest:
     return pb.ModelInferRequest(
         model_name=model,
         inputs=[
-            Tensor(name=name, datatype=datatype, shape=array.shape, contents=encode_typed(array, datatype))
+            Tensor(
+                name=name,
+                datatype=datatype,
+                shape=array.shape,
+                contents=encode_typed(array, datatype),
+            )
             for name, (datatype, array) in inputs.items()
         ],
         **more,  # type: ignore[arg-type]
@@ -54,7 +61,10 @@ def typed_request(model: str, inputs: dict[str, tuple[str, np.ndarray]], **more:
 def raw_request(model: str, inputs: dict[str, tuple[str, np.ndarray]]) -> pb.ModelInferRequest:
     return pb.ModelInferRequest(
         model_name=model,
-        inputs=[Tensor(name=name, datatype=datatype, shape=array.shape) for name, (datatype, array) in inputs.items()],
+        inputs=[
+            Tensor(name=name, datatype=datatype, shape=array.shape)
+            for name, (datatype, array) in inputs.items()
+        ],
         raw_input_contents=[encode_raw(array, datatype) for datatype, array in inputs.values()],
     )
 
@@ -76,9 +86,17 @@ async def test_health_and_metadata(stub: Stub) -> None:
     server = await stub.ServerMetadata(pb.ServerMetadataRequest())
     assert (server.name, server.version) == ("astra-replica", astra.__version__)
     metadata = await stub.ModelMetadata(pb.ModelMetadataRequest(name="demo"))
-    assert (metadata.name, list(metadata.versions), metadata.platform) == ("demo", ["1"], "onnxruntime_onnx")
-    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [("input", "FP32", [-1, 4])]
-    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [("output", "FP32", [-1, 3])]
+    assert (metadata.name, list(metadata.versions), metadata.platform) == (
+        "demo",
+        ["1"],
+        "onnxruntime_onnx",
+    )
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
+        ("input", "FP32", [-1, 4])
+    ]
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [
+        ("output", "FP32", [-1, 3])
+    ]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +122,9 @@ async def test_typed_inference_matches_numpy(stub: Stub, demo: DemoModel) -> Non
     (output,) = response.outputs
     assert (output.name, output.datatype, list(output.shape)) == ("output", "FP32", [3, 3])
     assert not response.raw_output_contents
-    np.testing.assert_allclose(np.array(output.contents.fp32_contents).reshape(3, 3), demo.reference(batch), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.array(output.contents.fp32_contents).reshape(3, 3), demo.reference(batch), rtol=1e-5
+    )
     load = LoadReport.parse(dict(await call.trailing_metadata())[LOAD_HEADER])
     assert load.rps > 0 and load.in_flight == 0 and load.latency_ms > 0 and load.eps == 0
 
@@ -119,7 +139,12 @@ async def test_raw_inference_matches_numpy(stub: Stub, demo: DemoModel) -> None:
 
 #: One sample per echo input; ONNX strings are text, so BYTES elements are UTF-8 here.
 ECHO_SAMPLES = {
-    name: (datatype, SAMPLES[datatype] if datatype != "BYTES" else np.array([[b"", b"a"], [b"xyz", "\u00e9".encode()]]))
+    name: (
+        datatype,
+        SAMPLES[datatype]
+        if datatype != "BYTES"
+        else np.array([[b"", b"a"], [b"xyz", "\u00e9".encode()]]),
+    )
     for name, (datatype, _) in ECHO_INPUTS.items()
 }
 
@@ -141,20 +166,30 @@ async def test_every_datatype_goes_through_a_model(stub: Stub, raw: bool) -> Non
 
 
 async def test_bytes_that_are_not_text_are_refused(stub: Stub) -> None:
-    inputs = dict(ECHO_SAMPLES, text=("BYTES", np.array([[b"\xff", b""], [b"", b""]], dtype=object)))
+    inputs = dict(
+        ECHO_SAMPLES, text=("BYTES", np.array([[b"\xff", b""], [b"", b""]], dtype=object))
+    )
     error = await infer_error(stub, raw_request("echo", inputs))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details().startswith('inputs[5].contents: input "text" has a BYTES element that is not UTF-8')
+    assert error.details().startswith(
+        'inputs[5].contents: input "text" has a BYTES element that is not UTF-8'
+    )
 
 
 async def test_fp16_answers_raw_even_to_a_typed_request(stub: Stub) -> None:
     half = SAMPLES["FP16"]
     response = await stub.ModelInfer(raw_request("half", {"h": ("FP16", half)}))
-    np.testing.assert_array_equal(np.frombuffer(response.raw_output_contents[0], "<f2").reshape(2, 2), half)
+    np.testing.assert_array_equal(
+        np.frombuffer(response.raw_output_contents[0], "<f2").reshape(2, 2), half
+    )
 
 
 async def test_requested_outputs_only(stub: Stub) -> None:
-    request = typed_request("echo", ECHO_SAMPLES, outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="i64_out")])
+    request = typed_request(
+        "echo",
+        ECHO_SAMPLES,
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="i64_out")],
+    )
     response = await stub.ModelInfer(request)
     assert [output.name for output in response.outputs] == ["i64_out"]
     assert list(response.outputs[0].contents.int64_contents) == SAMPLES["INT64"].ravel().tolist()
@@ -179,13 +214,23 @@ async def test_requested_outputs_only(stub: Stub) -> None:
         (
             pb.ModelInferRequest(
                 model_name="demo",
-                inputs=[Tensor(name="input", datatype="FP32", shape=[2, 4], contents=pb.InferTensorContents(fp32_contents=[1]))],
+                inputs=[
+                    Tensor(
+                        name="input",
+                        datatype="FP32",
+                        shape=[2, 4],
+                        contents=pb.InferTensorContents(fp32_contents=[1]),
+                    )
+                ],
             ),
-            'inputs[0].contents: input "input" has 1 elements in fp32_contents, expected 8 for shape [2, 4]',
+            'inputs[0].contents: input "input" has 1 elements in fp32_contents, '
+            "expected 8 for shape [2, 4]",
         ),
         (
             pb.ModelInferRequest(
-                model_name="demo", inputs=[Tensor(name="input", datatype="FP32", shape=[1, 4])], raw_input_contents=[b"\0" * 4]
+                model_name="demo",
+                inputs=[Tensor(name="input", datatype="FP32", shape=[1, 4])],
+                raw_input_contents=[b"\0" * 4],
             ),
             'inputs[0].contents: input "input" has 4 bytes of raw contents, expected 16 (4 x FP32)',
         ),
@@ -200,7 +245,8 @@ async def test_requested_outputs_only(stub: Stub) -> None:
                 {"input": ("FP32", np.zeros((1, 4), np.float32))},
                 outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="logits")],
             ),
-            'outputs[0].name: unknown output "logits"; the model\'s outputs are "output" (FP32 [-1, 3])',
+            'outputs[0].name: unknown output "logits"; '
+            'the model\'s outputs are "output" (FP32 [-1, 3])',
         ),
     ],
     ids=["name", "datatype", "shape", "count", "raw-size", "raw-count", "output"],
@@ -235,8 +281,12 @@ async def test_orca_out_of_band_reports(served: tuple[ReplicaServer, Serving], s
 
 async def test_a_checksum_mismatch_never_serves(tmp_path: Path, demo: DemoModel) -> None:
     wrong = hashlib.sha256(b"another model").hexdigest()
-    server = ReplicaServer([app_pb2.Model(name="demo", uri=str(demo.path), sha256=wrong)], settings(tmp_path))
-    with pytest.raises(ChecksumError, match=f"sha256 mismatch for {demo.path}: expected {wrong}, got {demo.sha256}"):
+    server = ReplicaServer(
+        [app_pb2.Model(name="demo", uri=str(demo.path), sha256=wrong)], settings(tmp_path)
+    )
+    with pytest.raises(
+        ChecksumError, match=f"sha256 mismatch for {demo.path}: expected {wrong}, got {demo.sha256}"
+    ):
         await server.start()
     await server.stop()
 
@@ -244,9 +294,13 @@ async def test_a_checksum_mismatch_never_serves(tmp_path: Path, demo: DemoModel)
 async def test_a_model_onnx_runtime_refuses_fails_with_its_message(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not an onnx model")
-    model = app_pb2.Model(name="broken", uri=str(garbage), sha256=hashlib.sha256(garbage.read_bytes()).hexdigest())
+    model = app_pb2.Model(
+        name="broken", uri=str(garbage), sha256=hashlib.sha256(garbage.read_bytes()).hexdigest()
+    )
     server = ReplicaServer([model], settings(tmp_path))
-    with pytest.raises(ModelLoadError, match=r"ONNX Runtime cannot load model broken version 1: .*(?i:protobuf)"):
+    with pytest.raises(
+        ModelLoadError, match=r"ONNX Runtime cannot load model broken version 1: .*(?i:protobuf)"
+    ):
         await server.start()
     await server.stop()
 

@@ -9,7 +9,13 @@ import pytest
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from node_agent.replica import DTYPES, TensorDataError, TensorSpec
-from node_agent.replica._tensors import CONTENTS_FIELD, decode_raw, decode_typed, encode_raw, encode_typed
+from node_agent.replica._tensors import (
+    CONTENTS_FIELD,
+    decode_raw,
+    decode_typed,
+    encode_raw,
+    encode_typed,
+)
 
 SAMPLES: dict[str, np.ndarray] = {
     "BOOL": np.array([[True, False], [False, True]]),
@@ -63,7 +69,9 @@ def test_malformed_raw_bytes(data: bytes, shape: tuple[int, ...], message: str) 
 
 
 def test_raw_size_must_match_the_shape() -> None:
-    with pytest.raises(TensorDataError, match=r"has 8 bytes of raw contents, expected 12 \(3 x FP32\)"):
+    with pytest.raises(
+        TensorDataError, match=r"has 8 bytes of raw contents, expected 12 \(3 x FP32\)"
+    ):
         decode_raw(b"\x00" * 8, "FP32", (3,))
 
 
