@@ -137,8 +137,8 @@ async def test_a_worker_restarts_after_a_crash_then_drains_under_load(cluster: C
     assert not psutil.pid_exists(node) or psutil.Process(node).status() == psutil.STATUS_ZOMBIE
 
 
-async def test_a_model_failing_its_checksum_fails_the_replica_for_good(
-    cluster: Cluster, tmp_path: Path
+async def test_a_model_failing_its_checksum_fails_the_replica_until_its_spec_changes(
+    cluster: Cluster,
 ) -> None:
     runtime, reports, name = cluster.runtime, cluster.reports, "apps/demo/replicas/bad"
     wrong = hashlib.sha256(b"some other model").hexdigest()
@@ -146,12 +146,36 @@ async def test_a_model_failing_its_checksum_fails_the_replica_for_good(
         replica(name, cluster.model, role=WORKER, head=cluster.head_address, sha256=wrong)
     )
     failed = await reports.until(name, replica_pb2.REPLICA_PHASE_FAILED, timeout=START)
-    assert (
-        failed.message
-        == f"sha256 mismatch for {cluster.model.path}: expected {wrong}, got {cluster.model.sha256}"
+    assert failed.message == (
+        f"sha256 mismatch for {cluster.model.path}: expected {wrong}, got {cluster.model.sha256}"
     )
     assert not failed.endpoint
     assert "READY" not in reports.phases(name)
     unit = runtime.unit(name)
     assert unit is not None and unit.restarts == 0 and unit.node is None  # torn down, not retried
+
+    seen = len(reports.by_replica[name])
+    await runtime.start(replica(name, cluster.model, role=WORKER, head=cluster.head_address))
+    fixed = await reports.until(name, READY, timeout=START, after=seen)
+    assert fixed.endpoint and not fixed.message
     await runtime.stop(name)
+
+
+async def test_another_apps_cluster_shares_the_machine(cluster: Cluster) -> None:
+    runtime, reports, name = cluster.runtime, cluster.reports, "apps/other/replicas/head"
+    await runtime.start(replica(name, cluster.model))
+    ready = await reports.until(name, READY, timeout=START)
+    other, first = runtime.unit(name), runtime.unit(HEAD)
+    assert other is not None and other.node is not None and first is not None
+    assert ready.ray_head_address != cluster.head_address and other.temp_dir != first.temp_dir
+    batch = demo_batch(3)
+    for endpoint in (ready.endpoint, cluster.head_endpoint):
+        seen = await triton_check(endpoint, batch)
+        np.testing.assert_allclose(
+            np.array(seen["output"]), cluster.model.reference(batch), rtol=1e-5
+        )
+
+    node = other.node.pid
+    await runtime.stop(name)
+    assert not psutil.pid_exists(node) or psutil.Process(node).status() == psutil.STATUS_ZOMBIE
+    assert (await triton_check(cluster.head_endpoint, batch))["ready"]  # the first one serves on
