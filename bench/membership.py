@@ -74,6 +74,8 @@ class Result:
     missing: dict[str, int] = field(default_factory=dict)
     #: Nodes seen DEAD that kept heartbeating (should be 0).
     false_dead: int = 0
+    #: The benchmark's own worst lag sending a heartbeat (if near dead_after, it starved).
+    driver_lag: float = 0.0
 
 
 # -- the Resource replica ---------------------------------------------------------------
@@ -162,6 +164,8 @@ class Fleet:
         self._streams: list[asyncio.Task[None]] = []
         #: Silenced nodes and when their last heartbeat was sent (once known).
         self.last_heartbeat: dict[str, float] = {}
+        #: The latest a heartbeat request left after it was due (this process's own lag).
+        self.worst_lag = 0.0
 
     def add(self, uids: dict[str, str]) -> None:
         """Start heartbeating a batch of registered nodes (name -> uid)."""
@@ -194,7 +198,9 @@ class Fleet:
         start = time.monotonic()
         try:
             for tick in range(sys.maxsize):
-                await asyncio.sleep(max(0.0, start + tick * self._interval - time.monotonic()))
+                due = start + tick * self._interval
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                self.worst_lag = max(self.worst_lag, time.monotonic() - due)
                 leaving = self._leaving.pop(index, set())
                 await call.write(self.requests[index])
                 for name in leaving:  # the previous request was their last
@@ -206,8 +212,8 @@ class Fleet:
 
 
 async def _drain(call: grpc.aio.StreamStreamCall) -> None:
-    """Read a heartbeat stream's directives to its end."""
-    async for _ in call:
+    """Read a heartbeat stream's directives to its end (an unread stream stalls its writes)."""
+    while await call.read() is not grpc.aio.EOF:
         pass
 
 
@@ -325,6 +331,7 @@ async def bench_fleet(address: str, process: psutil.Process, count: int, profile
         dead_after=profile.dead_after,
         missing={"drain": len(drained) - len(drain_seen), "dead": len(silent) - len(dead_seen)},
         false_dead=len(subscriber.seen[node_pb2.NODE_PHASE_DEAD].keys() - set(silent)),
+        driver_lag=fleet.worst_lag,
     )
 
 
@@ -347,6 +354,8 @@ def format_table(results: list[Result]) -> Iterator[str]:
                f"{result.memory_per_node:>10,.0f} B {drain:>17} {dead:>28} {result.false_dead:>10}")  # fmt: skip
         if any(result.missing.values()):
             yield f"{'':>8} not seen at the subscriber: {result.missing}"
+        if result.driver_lag > result.dead_after / 3:
+            yield f"{'':>8} the driver itself sent heartbeats up to {result.driver_lag:.1f} s late"
 
 
 async def run(sizes: list[int], profile: Profile) -> list[Result]:

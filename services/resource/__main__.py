@@ -56,13 +56,14 @@ async def serve(settings: Settings, *, advertise: str, replica_id: str | None, l
     )
     service.add_to(server)
     try:
-        await service.start()
-        await server.start()
-        _log.info("Resource replica %s serving on %s", service.replica_id, server.address)
-        await stop.wait()
+        async with service:
+            await server.start()
+            _log.info("Resource replica %s serving on %s", service.replica_id, server.address)
+            try:
+                await stop.wait()
+            finally:
+                await server.shutdown()
     finally:
-        await server.shutdown()
-        await service.shutdown()
         await store.close()
         telemetry.shutdown()
 

@@ -19,12 +19,17 @@ from collections.abc import AsyncIterator, Iterable
 from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
 from services.resource._convert import fill_node
+from services.resource._memory import release_free_memory
 from services.resource._pools import PoolKey
 from services.resource._registry import Registry
 from services.resource._view import ClusterView
 
 #: Nodes converted between two yields to the event loop while building a big message.
 _CHUNK = 1000
+#: A snapshot of this many nodes is big enough to hand its memory back once sent...
+_RELEASE_AFTER = 5000
+#: ...which it surely is after this many seconds.
+_RELEASE_DELAY = 1.0
 
 
 class _Delta:
@@ -143,8 +148,9 @@ class Aggregator:
         )
 
     async def watch(self, request: rs.WatchClusterRequest) -> AsyncIterator[rs.WatchClusterResponse]:
-        """The subscriber's stream: a snapshot (or what it missed since its
-        ``start_revision``), then a delta whenever something changed.
+        """The subscriber's stream: a snapshot and a progress message (no change, the
+        snapshot's revision), or what it missed since its ``start_revision``; then a delta
+        whenever something changed.
 
         Raises:
             CompactedError: ``start_revision`` is older than the removals this replica
@@ -159,7 +165,15 @@ class Aggregator:
             if request.start_revision:
                 yield await self._catch_up(request.start_revision, subscriber.usage)
             else:
-                yield await self._snapshot(subscriber.usage)
+                snapshot = await self._snapshot(subscriber.usage)
+                size, revision = len(snapshot.nodes), snapshot.revision
+                yield snapshot
+                del snapshot
+                # Progress: in sync at this revision. It also makes gRPC, which holds on to
+                # the last message of a stream, let go of the snapshot.
+                yield rs.WatchClusterResponse(revision=revision)
+                if size >= _RELEASE_AFTER:  # give the snapshot's buffers back to the OS
+                    asyncio.get_running_loop().call_later(_RELEASE_DELAY, release_free_memory)
             while True:
                 await subscriber.ready.wait()
                 subscriber.ready.clear()

@@ -129,6 +129,13 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         await self.ownership.leave()
         await self._tasks.close()
 
+    async def __aenter__(self) -> ResourceService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
     def add_to(self, server: Server) -> None:
         """Serve this replica on ``server``."""
         server.add_servicer(self, rs_grpc.add_ResourceServiceServicer_to_server, DESCRIPTOR)
@@ -299,6 +306,7 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         try:
             async for message in self.aggregator.watch(request):
                 yield message
+                del message  # a snapshot can be big: keep no reference while waiting
         except CompactedError as exc:
             await context.abort(
                 grpc.StatusCode.OUT_OF_RANGE,
@@ -378,8 +386,5 @@ async def resource_component(runtime: Runtime) -> AsyncIterator[None]:
         dead_after=settings.dead_after,
     )
     service.add_to(runtime.api)
-    await service.start()
-    try:
+    async with service:
         yield
-    finally:
-        await service.shutdown()

@@ -23,20 +23,28 @@ async def _next(watch: grpc.aio.UnaryStreamCall) -> rs.WatchClusterResponse:
     return await asyncio.wait_for(watch.read(), 5)
 
 
+async def _snapshot(watch: grpc.aio.UnaryStreamCall) -> rs.WatchClusterResponse:
+    """The snapshot, after checking the progress message that follows it."""
+    snapshot, progress = await _next(watch), await _next(watch)
+    assert snapshot.snapshot
+    assert progress == rs.WatchClusterResponse(revision=snapshot.revision)
+    return snapshot
+
+
 async def _register_fleet(replica: Replica) -> None:
     await replica.register("nodes/a1", zone="zone-a", accelerator="nvidia-l4", gpus=1)
     await replica.register("nodes/a2", zone="zone-a", accelerator="nvidia-l4", gpus=1)
     await replica.register("nodes/b1", zone="zone-b")
 
 
-async def test_a_subscriber_gets_a_snapshot_of_every_node_and_pool(replica: Replica):
+async def test_a_subscriber_gets_a_snapshot_of_every_node_and_pool_then_progress(replica: Replica):
     await _register_fleet(replica)
 
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest())
-    snapshot = await _next(watch)
+    snapshot = await _snapshot(watch)
     watch.cancel()
 
-    assert snapshot.snapshot and snapshot.revision > 0
+    assert snapshot.revision > 0
     assert sorted(node.name for node in snapshot.nodes) == ["nodes/a1", "nodes/a2", "nodes/b1"]
     pools = _pools(snapshot)
     assert pools.keys() == {("nvidia-l4", "zone-a"), ("", "zone-b")}
@@ -48,7 +56,7 @@ async def test_a_subscriber_gets_a_snapshot_of_every_node_and_pool(replica: Repl
 async def test_deltas_carry_changed_nodes_removals_and_only_the_pools_that_changed(replica: Replica):
     await _register_fleet(replica)
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
-    snapshot = await _next(watch)
+    snapshot = await _snapshot(watch)
 
     await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/a1", reason="PreStop"))
     drained = await _next(watch)
@@ -68,7 +76,7 @@ async def test_deltas_carry_changed_nodes_removals_and_only_the_pools_that_chang
 async def test_changes_within_a_tick_reach_a_subscriber_as_one_delta(store: Store, start_replica):
     replica = await start_replica(store, tick=1.0)
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
-    await _next(watch)
+    await _snapshot(watch)
 
     await asyncio.gather(*(replica.register(f"nodes/n{index}") for index in range(10)))
     seen: set[str] = set()
@@ -84,7 +92,7 @@ async def test_changes_within_a_tick_reach_a_subscriber_as_one_delta(store: Stor
 async def test_a_subscriber_resumes_from_a_revision_with_only_what_it_missed(replica: Replica):
     await _register_fleet(replica)
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest())
-    snapshot = await _next(watch)
+    snapshot = await _snapshot(watch)
     watch.cancel()
 
     await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/a1"))
@@ -123,7 +131,7 @@ async def test_usage_reaches_only_subscribers_that_want_it_and_only_when_it_move
     node = await replica.register("nodes/n1")
     with_usage = replica.stub.WatchCluster(rs.WatchClusterRequest())
     without = replica.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
-    await _next(with_usage), await _next(without)
+    await _snapshot(with_usage), await _snapshot(without)
     call = replica.stub.Heartbeat()
 
     await call.write(rs.HeartbeatRequest(heartbeats=[heartbeat(node, cpu=0.2)]))
@@ -145,7 +153,7 @@ async def test_usage_reaches_only_subscribers_that_want_it_and_only_when_it_move
 async def test_allocations_show_on_the_node_and_in_the_pools_free_resources(replica: Replica, store: Store):
     await replica.register("nodes/n1", cpu_millis=8000, gpus=2, accelerator="nvidia-l4")
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
-    await _next(watch)
+    await _snapshot(watch)
 
     placed = AllocRecord(node_id="n1", replicas={"apps/a/replicas/r1": [3000, 1 << 30, 1]})
     await store.put(keys.alloc("n1"), placed.to_bytes())
