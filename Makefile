@@ -19,7 +19,9 @@ install: venv
 
 install-dev: venv
 	$(PIP) install -q -e '.[dev]'
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install` honours package-lock.json; `npm ci` refuses a lock that lists only
+	# the platform packages this registry serves (buf ships one binary package per platform).
+	npm install --no-audit --no-fund --loglevel=error
 
 up: install
 	$(VENV)/bin/astra up
