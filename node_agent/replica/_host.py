@@ -99,18 +99,19 @@ async def run(config: HostConfig, out: BinaryIO, commands: asyncio.StreamReader)
                 line.cancel()
                 _log.error("the replica's actor ended: %s", serving.result())
                 return 1
-            command = line.result().strip().decode()
-            if not command:  # stdin closed: stop
+            raw = line.result()
+            if not raw:  # stdin closed: stop
                 with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
                     await asyncio.wait_for(
                         asyncio.wrap_future(actor.stop.remote().future()), _STOP_TIMEOUT
                     )
                 ray.kill(actor)
                 return 0
+            command = raw.strip().decode()
             if command == DRAIN:
                 await actor.drain.remote()
                 emit(DRAINED)
-            else:
+            elif command:
                 _log.warning("unknown command %r", command)
     finally:
         serving.cancel()
