@@ -10,7 +10,9 @@ import click
 import astra
 from astra import server
 from astra._log import configure_logging
-from astra.cli import _up
+from astra.cli import _ops, _up
+from astra.cli._deploy import deploy
+from astra.cli._health import health
 from astra.cli._options import settings_options
 from astra.config import Settings
 from astra.errors import AstraError
@@ -63,5 +65,5 @@ def config(settings: Settings) -> None:
     click.echo(settings.model_dump_json(indent=2))
 
 
-main.add_command(agent)
-main.add_command(sim)
+for command in (agent, sim, *_ops.COMMANDS, deploy, health):
+    main.add_command(command)

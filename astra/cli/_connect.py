@@ -1,0 +1,54 @@
+"""The options of the commands that call the API, and the client they make."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from astra.cli._client import Client
+from astra.config import Settings
+
+
+def timeout_option(default: float, text: str) -> Callable[[Callable[..., Any]], Any]:
+    """A ``--timeout`` in seconds (> 0) with ``default``."""
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=True,
+        help=text,
+    )
+
+
+def api_client(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` ``--api-address``, ``--config`` and ``--timeout``; it receives a
+    connected ``client`` (closed when it returns) instead.
+
+    The address comes, highest precedence first, from the flag, ``ASTRA_API_ADDRESS``,
+    the TOML config file, or the default, as every setting does.
+    """
+
+    @click.option(
+        "--api-address",
+        help="host:port of the control-plane API [env: ASTRA_API_ADDRESS; default: 127.0.0.1:7100]",
+    )
+    @click.option(
+        "--config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="TOML file with settings [env: ASTRA_CONFIG]",
+    )
+    @timeout_option(10.0, "seconds each call to the API may take")
+    @functools.wraps(command)
+    def with_client(
+        api_address: str | None, config: Path | None, timeout: float, **params: Any
+    ) -> Any:
+        overrides = {} if api_address is None else {"api_address": api_address}
+        settings = Settings.load(config_file=config, overrides=overrides)
+        with Client(settings.api_address, timeout=timeout) as client:
+            return command(client=client, **params)
+
+    return with_client
