@@ -13,10 +13,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from astra import keys
-from astra.store import Event, EventType, LeaseNotFoundError, RangeResult, Store, UnavailableError
+from astra.server import Tasks
+from astra.store import (
+    Event,
+    EventType,
+    LeaseNotFoundError,
+    RangeResult,
+    Store,
+    StoreError,
+    UnavailableError,
+)
 from services.resource._follow import follow
 
 _log = logging.getLogger(__name__)
@@ -41,6 +50,7 @@ class Ownership:
         self.address = address
         self._ttl = ttl
         self._lease = 0
+        self._advertising = asyncio.Lock()
         self._revision = 0
         #: Live replicas: id -> address.
         self.replicas: dict[str, str] = {}
@@ -94,27 +104,35 @@ class Ownership:
         await self._store.put(PREFIX + self.replica_id, self.address.encode(), lease=lease.id)
 
     async def keep_alive(self) -> None:
-        """Renew the lease forever; take a new one if it was lost (e.g. after a long outage)."""
-        while True:
-            await asyncio.sleep(self._ttl / 3)
-            try:
-                await self._store.lease_keepalive(self._lease)
-                if self.replica_id not in self.replicas:
-                    await self._store.put(PREFIX + self.replica_id, self.address.encode(), lease=self._lease)
-            except LeaseNotFoundError:
-                _log.warning("lease of Resource replica %s expired: advertising again", self.replica_id)
-                await self._retry(self._advertise)
-            except UnavailableError as exc:
-                _log.warning("cannot renew the lease of Resource replica %s: %s", self.replica_id, exc)
+        """Renew the lease every third of its TTL, forever. Renewals do not wait for each
+        other: a store slow to answer one (busy applying writes) still gets the next on
+        time, so a slow answer does not let the lease expire."""
+        renewals = Tasks()
+        try:
+            while True:
+                await asyncio.sleep(self._ttl / 3)
+                renewals.spawn(self._renew(self._lease), name="resource.lease.renew")
+        finally:
+            await renewals.close()
 
-    @staticmethod
-    async def _retry(call: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            try:
-                await call()
-                return
-            except UnavailableError:
-                await asyncio.sleep(0.2)
+    async def _renew(self, lease: int) -> None:
+        try:
+            await self._store.lease_keepalive(lease)
+            if self.replica_id not in self.replicas and lease == self._lease:
+                await self._store.put(PREFIX + self.replica_id, self.address.encode(), lease=lease)
+        except LeaseNotFoundError:
+            async with self._advertising:
+                if lease != self._lease:
+                    return  # another renewal advertised again already
+                _log.warning("lease of Resource replica %s expired: advertising again", self.replica_id)
+                while True:
+                    try:
+                        await self._advertise()
+                        return
+                    except UnavailableError:
+                        await asyncio.sleep(0.2)
+        except StoreError as exc:  # unreachable, or the call failed: the next renewal retries
+            _log.warning("cannot renew the lease of Resource replica %s: %s", self.replica_id, exc)
 
     async def follow(self) -> None:
         """Track the live replicas forever."""

@@ -174,10 +174,17 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
 
     def _on_dead(self, node: Watched) -> None:
         assert isinstance(node, Member)
+        current = self.outbox.current(node.name)
+        record = None if current is None else current.record()
+        if record is None:
+            self.registry.forget(node.name)
+            return
+        if not node.is_incarnation(record.uid):  # registered anew behind this member's back
+            self.registry.track(node.name, record.uid, record.phase, self.registry.deadline(self._dead_after))
+            return
         node.phase = DEAD
         _log.info("%s missed its heartbeats for %.1fs: DEAD", node.name, self._dead_after)
-        last_heard = node.deadline - self._dead_after
-        self.outbox.submit(node.name, Dead(node.uid, self.replica_id, last_heard))
+        self.outbox.submit(node.name, Dead(record.uid, self.replica_id, node.deadline - self._dead_after))
 
     def _on_written(self, transition: Transition, waited: float) -> None:
         if self._metrics is not None:
@@ -223,6 +230,7 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
             directives = self.registry.ingest(request.heartbeats, self._slow_heartbeat)
             if self._metrics is not None:
                 self._metrics.heartbeats.add(len(request.heartbeats))
+            del request  # a batch is big: hold none while waiting for the next
             if directives:
                 yield rs.HeartbeatResponse(directives=directives)
 
