@@ -97,44 +97,44 @@ class Aggregator:
         self._registry = registry
         self._tick = tick
         self._subscribers: set[_Subscriber] = set()
+        self._publishing = asyncio.Lock()
 
     async def run(self) -> None:
         """Publish a delta every tick, forever."""
         while True:
             await asyncio.sleep(self._tick)
-            self.publish()
+            async with self._publishing:
+                await self._publish()
 
-    def publish(self) -> None:
-        """Hand what changed since the last call to every subscriber. O(changes)."""
+    async def _publish(self) -> None:
+        """Hand what changed since the last call to every subscriber. O(changes); a big
+        delta is built in chunks, yielding to the event loop. Callers hold the lock, so
+        deltas reach each subscriber in order."""
         changed, removed = self._view.take_changes()
         pools = self._view.pools.take_dirty()
         usage_changed = self._registry.take_usage_changed()
-        if not self._subscribers:
+        subscribers = list(self._subscribers)
+        if not subscribers:
             return
         summaries = {pool: self._view.pools.summary(pool) for pool in pools}
-        plain: _Delta | None = None
-        with_usage: _Delta | None = None
-        for subscriber in self._subscribers:
-            if subscriber.usage:
-                if with_usage is None:
-                    with_usage = self._delta(changed | usage_changed, removed, summaries, usage=True)
-                delta = with_usage
-            else:
-                if plain is None:
-                    plain = self._delta(changed, removed, summaries, usage=False)
-                delta = plain
+        deltas: dict[bool, _Delta] = {}
+        for usage in {subscriber.usage for subscriber in subscribers}:
+            names = changed | usage_changed if usage else changed
+            deltas[usage] = _Delta(self._view.revision, await self._nodes(names, usage), removed, summaries)
+        for subscriber in subscribers:
+            delta = deltas[subscriber.usage]
             if delta.nodes or delta.removed or delta.pools:
                 subscriber.offer(delta)
 
-    def _delta(
-        self, names: Iterable[str], removed: set[str], pools: dict[PoolKey, node_pb2.PoolSummary], *, usage: bool
-    ) -> _Delta:
+    async def _nodes(self, names: Iterable[str], usage: bool) -> dict[str, node_pb2.Node]:
         nodes = {}
-        for name in names:
+        for index, name in enumerate(names, 1):
             node = self._node(name, usage)
             if node is not None:
                 nodes[name] = node
-        return _Delta(self._view.revision, nodes, removed, pools)
+            if index % _CHUNK == 0:
+                await asyncio.sleep(0)
+        return nodes
 
     def _node(self, name: str, usage: bool, target: node_pb2.Node | None = None) -> node_pb2.Node | None:
         entry = self._view.nodes.get(name)
@@ -157,10 +157,11 @@ class Aggregator:
                 remembers: watch again from 0.
         """
         subscriber = _Subscriber(usage=not request.omit_usage)
-        # Hand the changes not yet published to the other subscribers: the snapshot (or
-        # catch-up) has them, so the first delta does not repeat them.
-        self.publish()
-        self._subscribers.add(subscriber)
+        async with self._publishing:
+            # Hand the changes not yet published to the other subscribers: the snapshot
+            # (or catch-up) has them, so the first delta does not repeat them.
+            await self._publish()
+            self._subscribers.add(subscriber)
         try:
             if request.start_revision:
                 yield await self._catch_up(request.start_revision, subscriber.usage)
