@@ -125,9 +125,10 @@ class ReplicaServer:
         """Take no new inference and return once those in flight have finished."""
         if self._servicer is None or self._server is None:
             return
+        self._servicer.gate.shut()
         for service in ("", _SERVICE.full_name):
             await self._server.set_serving(service, False)
-        await self._servicer.gate.close()
+        await self._servicer.gate.idle()
 
     async def wait(self) -> None:
         """Return once the server has stopped."""

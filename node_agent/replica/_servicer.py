@@ -25,7 +25,7 @@ SERVER_NAME = "astra-replica"
 
 
 class Gate:
-    """Admits requests until closed, and tells when the admitted ones are all done."""
+    """Admits requests until shut, and tells when the admitted ones are all done."""
 
     def __init__(self) -> None:
         self.open = True
@@ -47,9 +47,12 @@ class Gate:
         if not self._in_flight:
             self._idle.set()
 
-    async def close(self) -> None:
-        """Admit no more; return once every admitted request is done."""
+    def shut(self) -> None:
+        """Admit no more requests."""
         self.open = False
+
+    async def idle(self) -> None:
+        """Return once every admitted request is done."""
         await self._idle.wait()
 
 
@@ -57,7 +60,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     """Serves ``models`` (by name and version; the first declared version of a name is
     its default) through ``executor``'s inference workers.
 
-    Once :attr:`gate` closes (drain), ModelInfer answers UNAVAILABLE before touching
+    Once :attr:`gate` is shut (drain), ModelInfer answers UNAVAILABLE before touching
     the request, so a client or gateway may retry it elsewhere, and readiness turns
     false; liveness stays true until the server stops.
     """

@@ -71,6 +71,9 @@ class RayRuntimeConfig:
         stop_grace: seconds processes get to exit before they are killed.
         backoff_base: the first delay before restarting a crashed replica.
         backoff_cap: the longest delay before restarting a crashed replica.
+        head_reconnect_timeout: how long workers and drivers wait for a lost head's GCS
+            to come back before they give up (Ray's default is 60 s; a restarted head
+            on a busy machine can take longer).
         env: the environment of the processes started (default: the agent's).
     """
 
@@ -87,6 +90,7 @@ class RayRuntimeConfig:
     stop_grace: float = 5.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    head_reconnect_timeout: float = 300.0
     env: Mapping[str, str] | None = None
 
     @classmethod
@@ -180,6 +184,9 @@ class RayRuntime:
         env = dict(os.environ if self._config.env is None else self._config.env)
         paths = [_PROJECT_ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["RAY_gcs_rpc_server_reconnect_timeout_s"] = str(
+            int(self._config.head_reconnect_timeout)
+        )
         return env
 
 

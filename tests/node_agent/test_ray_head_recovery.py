@@ -29,7 +29,7 @@ from tests.node_agent.ray_helpers import (
 )
 
 HEAD, WORKER = "apps/demo/replicas/head", "apps/demo/replicas/worker"
-START = 120.0
+START = 240.0
 
 #: Run in a process of its own: what the recovered cluster knows.
 _PROBE = """
@@ -54,7 +54,7 @@ async def probe(head_address: str, temp_dir: str) -> dict[str, object]:
     return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(
     redis_server: RedisProcess,
 ) -> None:
@@ -112,7 +112,9 @@ async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(
         assert (
             set(outcomes) == {"OK"} and outcomes["OK"] >= 20
         ), outcomes  # the worker never stopped serving
-        assert (head.restarts, worker.restarts) == (1, 0)
+        # A starved machine may need more than one try to bring a head up (Ray gives its
+        # agents 15 s); the worker must never have been restarted.
+        assert head.restarts >= 1 and worker.restarts == 0
         assert worker.node is not None and worker.node.pid == worker_node
         np.testing.assert_allclose(
             np.array((await triton_check(back.endpoint, batch))["output"]),
