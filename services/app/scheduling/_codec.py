@@ -31,9 +31,15 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot encode {kind.__name__} in a record")
 
 
+def fields_of(record: Any) -> dict[str, Any]:
+    """A record's fields by name, in order: what :func:`pack` encodes as its map."""
+    return dict(_plain(record))
+
+
 def pack(record: Any) -> bytes:
-    """``record.to_bytes()`` for a record (a dataclass of plain values, dataclasses, enums)."""
+    """``record.to_bytes()`` for a record (a dataclass of plain values, dataclasses,
+    enums), or for the map of its :func:`fields_of`."""
     return msgpack.packb(record, default=_plain, use_bin_type=True)
 
 
-__all__ = ["pack"]
+__all__ = ["fields_of", "pack"]

@@ -155,6 +155,7 @@ class StoreFeed:
 
     def _advance(self, revision: int) -> None:
         self._revision = max(self._revision, revision)
+        self._view.feed_to(revision)
         self._advanced.set()
 
 

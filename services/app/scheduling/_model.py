@@ -18,6 +18,8 @@ samplers draw candidates from the smallest index that contains every feasible no
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import sys
 from collections.abc import Iterable, Iterator
@@ -158,6 +160,9 @@ class FleetView:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeState] = {}
+        self.revision = 0  # the newest store revision an allocation was observed at
+        self.fed = 0  # the revision a feed has applied every allocation change up to
+        self._fed: asyncio.Event | None = None
         self._by_accelerator: dict[str, Bag[NodeState]] = {}
         self._by_zone: dict[tuple[str, str], Bag[NodeState]] = {}
         self._by_label: dict[tuple[str, str], Bag[NodeState]] = {}
@@ -242,26 +247,33 @@ class FleetView:
         if observed < node.seen_revision:
             return False
         node.seen_revision = observed
+        self.revision = max(self.revision, observed)
         if revision == node.alloc_revision:
             return False
         self._set_alloc(node, revision, kv.value if kv is not None and revision else b"")
         return True
 
-    def commit_alloc(self, node_id: str, value: bytes, *, revision: int) -> None:
-        """Record an allocation this process wrote at ``revision``."""
-        node = self.nodes.get(node_id)
+    def commit_alloc(self, record: AllocRecord, value: bytes, *, revision: int) -> None:
+        """Record an allocation this process wrote at ``revision``: ``record``, encoded
+        as ``value``."""
+        node = self.nodes.get(record.node_id)
         if node is None or revision < node.seen_revision:
             return
         node.seen_revision = revision
-        self._set_alloc(node, revision, value)
+        self.revision = max(self.revision, revision)
+        self._set_alloc(node, revision, value, record)
 
-    def _set_alloc(self, node: NodeState, revision: int, value: bytes) -> None:
+    def _set_alloc(
+        self, node: NodeState, revision: int, value: bytes, record: AllocRecord | None = None
+    ) -> None:
         node.alloc_revision = revision
         node.alloc_value = value
         apps: dict[str, int] = {}
         cpu = memory = gpus = 0
         if value:
-            for name, (r_cpu, r_memory, r_gpus) in AllocRecord.from_bytes(value).replicas.items():
+            if record is None:
+                record = AllocRecord.from_bytes(value)
+            for name, (r_cpu, r_memory, r_gpus) in record.replicas.items():
                 app_id = sys.intern(replica_app(name))
                 apps[app_id] = apps.get(app_id, 0) + 1
                 cpu += r_cpu
@@ -271,6 +283,38 @@ class FleetView:
         _set_free(node, (cpu, memory, gpus))
         if not node.phase and not value and not node.held_apps:
             del self.nodes[node.node_id]
+
+    # -- freshness -----------------------------------------------------------------
+
+    def feed_to(self, revision: int) -> None:
+        """A feed applied every allocation change up to ``revision``."""
+        self.fed = max(self.fed, revision)
+        self.revision = max(self.revision, revision)
+        if self._fed is not None:
+            self._fed.set()
+            self._fed = None
+
+    @property
+    def lag(self) -> int:
+        """Revisions this process has seen (by its commits and lost races) beyond what
+        the feed has applied: how stale the view may be. 0 while nothing feeds it."""
+        return self.revision - self.fed if self.fed else 0
+
+    async def catch_up(self, max_lag: int, *, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until :attr:`lag` is ``max_lag`` or less.
+
+        Planning on a view far behind the store is what loses races: in a busy process
+        the feed gets one turn of the event loop per watch message, while every
+        scheduler commits in its own turns.
+        """
+        if self.lag <= max_lag:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.lag > max_lag:
+                    if self._fed is None:
+                        self._fed = asyncio.Event()
+                    await self._fed.wait()
 
     # -- holds of in-flight plans --------------------------------------------------
 

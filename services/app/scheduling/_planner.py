@@ -39,6 +39,8 @@ from astra.store import (
     MAX_REQUEST_BYTES,
     MAX_TXN_OPS,
     Compare,
+    CompareOp,
+    CompareTarget,
     Delete,
     Get,
     Op,
@@ -46,7 +48,7 @@ from astra.store import (
     RangeResult,
     Store,
 )
-from services.app.scheduling._codec import pack
+from services.app.scheduling._codec import fields_of, pack
 from services.app.scheduling._model import FleetView, NodeState
 from services.app.scheduling._plan import Placement, Plan, Removal
 
@@ -90,6 +92,8 @@ class CommitStats:
     """Transactions whose compares failed."""
     placements: int = 0
     removals: int = 0
+    allocations: int = 0
+    """Allocations (nodes) written by committed transactions."""
     refits: int = 0
     """Placements kept and sent again after a lost race, still fitting (FINE mode)."""
     misfits: int = 0
@@ -135,8 +139,9 @@ class _Txn:
     compares: list[Compare] = field(default_factory=list)
     success: list[Op] = field(default_factory=list)
     failure: list[Op] = field(default_factory=list)
-    written: list[tuple[str, int, bytes]] = field(default_factory=list)
-    """(node id, base mod_revision, new value) per written allocation, in failure-read order."""
+    written: list[tuple[AllocRecord, int, bytes]] = field(default_factory=list)
+    """(new allocation, base mod_revision, its value) per written allocation, in the order
+    of the failure branch's reads."""
 
 
 class Planner:
@@ -166,6 +171,7 @@ class Planner:
         self._max_rounds = max_rounds
         self._clock = clock
         self._sequence_revision = 0
+        self._records = _ReplicaRecords()
         self.stats = CommitStats()
 
     @property
@@ -200,9 +206,10 @@ class Planner:
         changes: dict[str, _Change] = {}
         names: set[str] = set()
         for item in (*plan.placements, *plan.removals):
-            if item.name in names:
-                raise ValueError(f"plan names {item.name} twice")
-            names.add(item.name)
+            name = item.name
+            if name in names:
+                raise ValueError(f"plan names {name} twice")
+            names.add(name)
             change = changes.get(item.node_id)
             if change is None:
                 change = changes[item.node_id] = _Change(item.node_id)
@@ -281,31 +288,32 @@ class Planner:
         outcome's rejections: a placement is checked against its node's latest known
         allocation, the fine-grained re-check after a lost race.
         """
-        txn, view = _Txn(), self._view
+        txn, view, records = _Txn(), self._view, self._records
         now = self._clock()
         for change in changes:
             node = view.node(change.node_id)
             base_revision = node.alloc_revision if node is not None else 0
             record = node.allocation() if node is not None else AllocRecord(change.node_id)
-            replicas = record.replicas
-            before = len(replicas)
+            freed, removed = [0, 0, 0], 0
             for removal in change.removals:
-                replicas.pop(removal.name, None)
-            removed_any = len(replicas) != before
-            change.placements = self._fit(change.placements, node, record, outcome)
+                amounts = record.replicas.pop(removal.name, None)
+                if amounts is not None:
+                    removed += 1
+                    freed = [total + amount for total, amount in zip(freed, amounts, strict=True)]
+            change.placements = self._fit(change.placements, node, record, freed, outcome)
             if not first:
                 self.stats.refits += len(change.placements)
-            if change.placements or removed_any:
+            if change.placements or removed:
                 key = keys.alloc(change.node_id)
                 value = pack(record)
-                txn.compares.append(Compare.mod_revision(key) == base_revision)
+                txn.compares.append(Compare(key, CompareTarget.MOD, CompareOp.EQUAL, base_revision))
                 txn.success.append(Put(key, value))
                 txn.failure.append(Get(key))
-                txn.written.append((change.node_id, base_revision, value))
+                txn.written.append((record, base_revision, value))
             for placement in change.placements:
                 key = keys.replica(placement.app_id, placement.replica_id)
-                txn.compares.append(Compare.version(key) == 0)
-                txn.success.append(Put(key, pack(_replica_record(placement, now))))
+                txn.compares.append(Compare(key, CompareTarget.VERSION, CompareOp.EQUAL, 0))
+                txn.success.append(Put(key, records.encode(placement, now)))
             txn.success.extend(
                 Delete(keys.replica(removal.app_id, removal.replica_id))
                 for removal in change.removals
@@ -322,10 +330,12 @@ class Planner:
         placements: list[Placement],
         node: NodeState | None,
         record: AllocRecord,
+        freed: list[int],
         outcome: CommitOutcome,
     ) -> list[Placement]:
-        """The placements that fit ``node`` with allocation ``record``, added to it; the
-        others go to the outcome's rejections. O(replicas on the node)."""
+        """The placements that fit ``node``, whose allocation is ``record`` once its
+        removals have ``freed`` (cpu, memory, gpus): they are added to ``record``; the
+        others go to the outcome's rejections. O(placements)."""
         if not placements:
             return placements
         if node is None or node.phase != NodePhase.READY:
@@ -334,16 +344,14 @@ class Planner:
             )
             return []
         replicas = record.replicas
-        used = record.used()
-        cpu, memory, gpus = (
-            node.cpu - used.cpu_millis,
-            node.memory - used.memory_bytes,
-            node.gpus - used.gpus,
-        )
+        # What the allocation leaves: the view summarised this very allocation.
+        cpu = node.free_cpu + node.held_cpu + freed[0]
+        memory = node.free_memory + node.held_memory + freed[1]
+        gpus = node.free_gpus + node.held_gpus + freed[2]
         kept = []
         for placement in placements:
-            need = placement.resources
-            if placement.name in replicas:
+            need, name = placement.resources, placement.name
+            if name in replicas:
                 outcome.rejected.append((placement, Rejection.ALREADY_PLACED))
             elif need.cpu_millis <= cpu and need.memory_bytes <= memory and need.gpus <= gpus:
                 cpu, memory, gpus = (
@@ -351,7 +359,7 @@ class Planner:
                     memory - need.memory_bytes,
                     gpus - need.gpus,
                 )
-                replicas[placement.name] = [need.cpu_millis, need.memory_bytes, need.gpus]
+                replicas[name] = [need.cpu_millis, need.memory_bytes, need.gpus]
                 kept.append(placement)
             else:
                 outcome.rejected.append((placement, Rejection.NO_LONGER_FITS))
@@ -361,12 +369,13 @@ class Planner:
     def _committed(
         self, changes: list[_Change], txn: _Txn, revision: int, outcome: CommitOutcome
     ) -> None:
-        for node_id, _, value in txn.written:
-            self._view.commit_alloc(node_id, value, revision=revision)
+        for record, _, value in txn.written:
+            self._view.commit_alloc(record, value, revision=revision)
         if self._mode is ConflictMode.COARSE:
             self._sequence_revision = revision
         stats = self.stats
         stats.txns += 1
+        stats.allocations += len(txn.written)
         outcome.txns += 1
         for change in changes:
             outcome.placed.extend(change.placements)
@@ -377,10 +386,10 @@ class Planner:
     def _refresh(self, txn: _Txn, results: list[object], revision: int) -> bool:
         """Apply the allocations a failed transaction read; whether any had changed."""
         changed = False
-        for (node_id, base_revision, _), result in zip(txn.written, results, strict=False):
+        for (record, base_revision, _), result in zip(txn.written, results, strict=False):
             assert isinstance(result, RangeResult)
             kv = result.kvs[0] if result.kvs else None
-            self._view.apply_alloc(node_id, kv, observed=revision)
+            self._view.apply_alloc(record.node_id, kv, observed=revision)
             changed = changed or (kv.mod_revision if kv is not None else 0) != base_revision
         if self._mode is ConflictMode.COARSE:
             sequence = results[-1]
@@ -419,6 +428,43 @@ def _hand_back(
         outcome.rejected.extend((placement, rejection) for placement in change.placements)
         stats.handed_back += len(change.placements)
         change.placements = []
+
+
+class _ReplicaRecords:
+    """Encodes the records of placed replicas from one template per app: every field but
+    the replica's own (id, node, cluster, role, times) is the same for all the replicas
+    an app spec places. O(fields) per record, no dataclass built."""
+
+    #: Templates kept; more apps than this start over (one record built per app again).
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._templates: dict[str, tuple[Placement, dict[str, object]]] = {}
+
+    def encode(self, placement: Placement, now: float) -> bytes:
+        entry = self._templates.get(placement.app_id)
+        if entry is None or not _same_spec(entry[0], placement):
+            if len(self._templates) >= self.LIMIT:
+                self._templates.clear()
+            entry = self._templates[placement.app_id] = (
+                placement,
+                fields_of(_replica_record(placement, now)),
+            )
+        fields = dict(entry[1])
+        fields["replica_id"] = placement.replica_id
+        fields["node_id"] = placement.node_id
+        fields["ray_cluster"] = placement.ray_cluster
+        fields["role"] = placement.role.value
+        fields["create_time"] = fields["update_time"] = now
+        return pack(fields)
+
+
+def _same_spec(template: Placement, placement: Placement) -> bool:
+    return (
+        template.resources is placement.resources
+        and template.models is placement.models
+        and template.app_generation == placement.app_generation
+    )
 
 
 def _replica_record(placement: Placement, now: float) -> ReplicaRecord:

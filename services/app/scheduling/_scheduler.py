@@ -3,7 +3,8 @@
 1. reconcile: re-read the app's replicas, diff them against the spec (``_reconcile``);
 2. remove what must go (one plan, committed first so its capacity is free);
 3. for each replica to place, feasibility and scoring choose a node (``_scoring``),
-   whose capacity the plan *holds* in the view;
+   whose capacity the plan *holds* in the view; a plan is only started on a view that
+   is not far behind the store (:meth:`FleetView.catch_up`);
 4. plans of about one transaction each are committed by the planner (``_planner``);
    placements it hands back are chosen again, a few times at most.
 
@@ -29,6 +30,10 @@ from services.app.scheduling._spec import AppSpec
 
 #: How often one replica may be chosen again after its placement was handed back.
 MAX_ATTEMPTS = 8
+#: How many revisions the view may lag behind this process's commits before a plan
+#: waits for it (at most ``LAG_TIMEOUT`` seconds): see :meth:`FleetView.catch_up`.
+MAX_LAG = 8
+LAG_TIMEOUT = 0.5
 
 
 @dataclass(slots=True)
@@ -145,6 +150,7 @@ class AppScheduler:
         attempts: Counter[str] = Counter()
         headless: set[str] = set()
         while pending:
+            await view.catch_up(MAX_LAG, timeout=LAG_TIMEOUT)
             plan, judged = Plan(), []
             while pending and plan.has_room():
                 slot = pending.popleft()
@@ -232,4 +238,4 @@ class AppScheduler:
         )
 
 
-__all__ = ["MAX_ATTEMPTS", "AppScheduler", "ReconcileResult"]
+__all__ = ["LAG_TIMEOUT", "MAX_ATTEMPTS", "MAX_LAG", "AppScheduler", "ReconcileResult"]

@@ -8,19 +8,25 @@ fewest of the app's replicas. Each (tier, zone) is a *space*: the union of the v
 READY-node indexes for it, or the smallest label index of the node selector when that
 is smaller (the rest is then filtered). In a space it
 
-1. draws nodes uniformly at random until ``candidates`` feasible ones are found or
-   ``max_draws`` draws are spent, plus the node it chose last (which lets PACK and
-   WATERMARK fill a node before moving on, the power of k choices with memory);
-2. ranks them with the :class:`Ranker` and returns the best.
+1. keeps filling the node it chose last while PACK (until full) or WATERMARK (up to
+   the watermark) still wants it: next fit, O(1), no sampling;
+2. otherwise draws nodes uniformly at random until ``candidates`` feasible ones are
+   found or ``max_draws`` draws are spent, adds the node it chose last, ranks them with
+   the :class:`Ranker` and returns the best (the power of k choices).
 
 Only when no draw is feasible (fewer than about one node in ``max_draws / candidates``
 fits: a scarce accelerator, a rare label, a nearly full fleet) does it scan the space
 once, keep the feasible nodes for the rest of the pass and sample among those, so the
 few feasible nodes are always found and "unplaceable" is never a sampling accident.
 
-Complexity per replica: O(k) expected, k = ``candidates``, while at least one node in
-``max_draws / k`` of a space is feasible; otherwise one O(|space|) scan per space and
-pass, amortised over the pass's replicas, then O(k) again.
+Schedulers race for nodes, and ranking by fullness would steer every one of them to the
+nodes the others are filling right now: a node whose allocation changed in the last
+``recent`` revisions, or that another app's plan holds part of, loses
+:data:`RECENT_MALUS` unless the chooser filled it itself.
+
+Complexity per replica: O(1) for next fit, else O(k) expected, k = ``candidates``,
+while at least one node in ``max_draws / k`` of a space is feasible; otherwise one
+O(|space|) scan per space and pass, amortised over the pass's replicas, then O(k) again.
 """
 
 from __future__ import annotations
@@ -38,19 +44,23 @@ from services.app.scheduling._spec import AppSpec, Strategy
 AFFINITY_BONUS = 2.0
 #: Score malus of a GPU node for a replica that needs no GPU (dominates everything else).
 GPU_KEEPING_MALUS = 4.0
+#: Score malus of a node another scheduler may be filling now (changed recently).
+RECENT_MALUS = 0.75
 
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """How many feasible candidates to rank per replica, and how many random draws to
-    spend finding them before scanning (see the module's documentation)."""
+    """How many feasible candidates to rank per replica, how many random draws to spend
+    finding them before scanning, and for how many revisions a changed node counts as
+    being filled by another scheduler (see the module's documentation)."""
 
     candidates: int = 8
     max_draws: int = 256
+    recent: int = 64
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or self.max_draws < self.candidates:
-            raise ValueError("need candidates >= 1 and max_draws >= candidates")
+        if self.candidates < 1 or self.max_draws < self.candidates or self.recent < 0:
+            raise ValueError("need candidates >= 1, max_draws >= candidates and recent >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +77,24 @@ class Ranker:
     SPREAD prefers low utilisation after placement, PACK high, WATERMARK packs nodes
     up to the watermark (every node under it beats every node over it) and spreads
     above it. Affinity adds :data:`AFFINITY_BONUS`; a GPU node loses
-    :data:`GPU_KEEPING_MALUS` for a replica that needs no GPU.
+    :data:`GPU_KEEPING_MALUS` for a replica that needs no GPU; a node another scheduler
+    may be filling now loses :data:`RECENT_MALUS` unless it is ``own``.
     """
 
-    __slots__ = ("_affinity", "_cpu", "_gpus", "_memory", "_strategy", "_watermark")
+    __slots__ = (
+        "_affinity",
+        "_app_id",
+        "_cpu",
+        "_gpus",
+        "_memory",
+        "_recent",
+        "_strategy",
+        "_view",
+        "_watermark",
+    )
 
-    def __init__(self, spec: AppSpec) -> None:
+    def __init__(self, spec: AppSpec, view: FleetView, *, recent: int) -> None:
+        self._app_id = spec.app_id
         self._strategy = spec.strategy
         self._watermark = spec.watermark
         self._affinity = tuple(spec.affinity)
@@ -82,8 +104,10 @@ class Ranker:
             resources.memory_bytes,
             resources.gpus,
         )
+        self._view = view
+        self._recent = recent
 
-    def score(self, node: NodeState) -> float:
+    def score(self, node: NodeState, *, own: bool = False) -> float:
         share = node.utilization(self._cpu, self._memory, self._gpus)
         if self._strategy is Strategy.SPREAD:
             score = 1.0 - share
@@ -95,7 +119,26 @@ class Ranker:
             score += AFFINITY_BONUS
         if node.gpus and not self._gpus:
             score -= GPU_KEEPING_MALUS
+        if not own and self._busy(node):
+            score -= RECENT_MALUS
         return score
+
+    def _busy(self, node: NodeState) -> bool:
+        """Whether another scheduler may be filling ``node`` now: its allocation changed
+        in the last ``recent`` revisions, or a plan of another app holds part of it."""
+        if node.alloc_revision and node.alloc_revision > self._view.revision - self._recent:
+            return True
+        held = node.held_apps
+        return bool(held) and (len(held) > 1 or self._app_id not in held)
+
+    def keeps(self, node: NodeState) -> bool:
+        """Whether next fit keeps filling ``node``, a feasible node chosen last: PACK
+        while it fits, WATERMARK while under the watermark, never with affinity."""
+        if self._affinity or self._strategy is Strategy.SPREAD:
+            return False
+        return self._strategy is Strategy.PACK or (
+            node.utilization(self._cpu, self._memory, self._gpus) <= self._watermark
+        )
 
 
 def accelerator_tiers(spec: AppSpec, view: FleetView) -> list[tuple[str, ...]]:
@@ -146,14 +189,15 @@ class Chooser:
         self._view = view
         self._spec = spec
         self._request = Request.of(spec)
-        self._ranker = Ranker(spec)
+        self._ranker = Ranker(spec, view, recent=sampling.recent)
         self._sampling = sampling
         self._rng = rng
         self._tiers = accelerator_tiers(spec, view)
         self._spaces: dict[tuple[int, str], _Space | None] = {}
         self._reasons: Counter[Reason] = Counter()
         self._scanned = 0
-        self._last: NodeState | None = None
+        self._last: dict[str, NodeState] = {}  # by zone ("" without spread_zones)
+        self._tier_zones: dict[tuple[str, ...], list[str]] = {}
 
     @property
     def request(self) -> Request:
@@ -162,9 +206,10 @@ class Chooser:
     def invalidate(self) -> None:
         """Forget what scans found: holds were released and capacity may be back."""
         self._spaces.clear()
+        self._tier_zones.clear()
         self._reasons.clear()
         self._scanned = 0
-        self._last = None
+        self._last.clear()
 
     def choose(self, zone_counts: Mapping[str, int] | None = None) -> NodeState | Unplaceable:
         """The best node found for the next replica, or why there is none.
@@ -177,9 +222,9 @@ class Chooser:
                 space = self._space(tier_index, tier, zone)
                 if space is None:
                     continue
-                node = self._choose_in(space)
+                node = self._choose_in(space, self._last.get(zone))
                 if node is not None:
-                    self._last = node
+                    self._last[zone] = node
                     return node
                 self._spaces[(tier_index, zone)] = None  # nothing fits there this pass
         return self._unplaceable()
@@ -187,7 +232,10 @@ class Chooser:
     def _zones(self, tier: tuple[str, ...], zone_counts: Mapping[str, int] | None) -> list[str]:
         if zone_counts is None:
             return [""]
-        zones = {zone for accelerator in tier for zone in self._view.zones(accelerator)}
+        zones = self._tier_zones.get(tier)
+        if zones is None:
+            view = self._view
+            zones = self._tier_zones[tier] = sorted({z for name in tier for z in view.zones(name)})
         rng = self._rng
         return sorted(zones, key=lambda zone: (zone_counts.get(zone, 0), rng.random()))
 
@@ -215,11 +263,11 @@ class Chooser:
         self._spaces[key] = space
         return space
 
-    def _choose_in(self, space: _Space) -> NodeState | None:
+    def _choose_in(self, space: _Space, last: NodeState | None) -> NodeState | None:
         candidates: list[NodeState] = []
-        check = self._request.check
-        last = self._last
-        if last is not None and space.contains(last) and check(last) is None:
+        if last is not None and space.contains(last) and self._request.check(last) is None:
+            if self._ranker.keeps(last):
+                return last
             candidates.append(last)
         if space.feasible is None:
             self._draw(space, candidates)
@@ -230,7 +278,7 @@ class Chooser:
         if not candidates:
             return None
         score, rng = self._ranker.score, self._rng
-        return max(candidates, key=lambda node: score(node) + rng.random() * 1e-9)
+        return max(candidates, key=lambda node: score(node, own=node is last) + rng.random() * 1e-9)
 
     def _draw(self, space: _Space, candidates: list[NodeState]) -> None:
         """Up to ``candidates`` feasible nodes in at most ``max_draws`` random draws."""
@@ -307,6 +355,7 @@ class Chooser:
 __all__ = [
     "AFFINITY_BONUS",
     "GPU_KEEPING_MALUS",
+    "RECENT_MALUS",
     "Chooser",
     "Ranker",
     "Sampling",

@@ -169,9 +169,9 @@ def assert_consistent(held: Holdings) -> None:
             allocated[name] = node_id
             record = held.replicas.get(name)
             assert record is not None, f"{name} is allocated on {node_id} but has no record"
-            assert record.node_id == node_id, (
-                f"{name} is allocated on {node_id}, its record says {record.node_id}"
-            )
+            assert (
+                record.node_id == node_id
+            ), f"{name} is allocated on {node_id}, its record says {record.node_id}"
             resources = record.resources
             assert amounts == [resources.cpu_millis, resources.memory_bytes, resources.gpus]
     missing = set(held.replicas) - set(allocated)
@@ -202,9 +202,9 @@ async def assert_history_safe(
             for name in on_node.get(node_id, set()) - set(alloc.replicas):
                 del where[name]
             for name in set(alloc.replicas) - on_node.get(node_id, set()):
-                assert name not in where, (
-                    f"{name} on {where[name]} and {node_id} at revision {event.kv.mod_revision}"
-                )
+                assert (
+                    name not in where
+                ), f"{name} on {where[name]} and {node_id} at revision {event.kv.mod_revision}"
                 where[name] = node_id
             on_node[node_id] = set(alloc.replicas)
         seen += 1

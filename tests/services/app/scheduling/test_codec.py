@@ -6,10 +6,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from astra.records import AllocRecord, NodeRecord, Quantity, ReplicaRecord, ReplicaRole
-from services.app.scheduling._codec import pack
+from services.app.scheduling._codec import fields_of, pack
 
 quantities = st.builds(Quantity, st.integers(0, 2**40), st.integers(0, 2**50), st.integers(0, 16))
 texts = st.text(max_size=12)
+replica_records = st.builds(
+    ReplicaRecord,
+    texts,
+    texts,
+    texts,
+    ray_cluster=texts,
+    role=st.sampled_from(ReplicaRole),
+    resources=quantities,
+    models=st.lists(st.dictionaries(texts, texts, max_size=3), max_size=2),
+    app_generation=st.integers(0, 2**40),
+    create_time=st.floats(0, 2e9),
+)
 
 
 @given(
@@ -24,22 +36,10 @@ def test_allocations_encode_as_records_do(record: AllocRecord) -> None:
     assert AllocRecord.from_bytes(pack(record)) == record
 
 
-@given(
-    st.builds(
-        ReplicaRecord,
-        texts,
-        texts,
-        texts,
-        ray_cluster=texts,
-        role=st.sampled_from(ReplicaRole),
-        resources=quantities,
-        models=st.lists(st.dictionaries(texts, texts, max_size=3), max_size=2),
-        app_generation=st.integers(0, 2**40),
-        create_time=st.floats(0, 2e9),
-    )
-)
-def test_replicas_encode_as_records_do(record: ReplicaRecord) -> None:
+@given(replica_records)
+def test_replicas_and_their_fields_encode_as_records_do(record: ReplicaRecord) -> None:
     assert pack(record) == record.to_bytes()
+    assert pack(fields_of(record)) == record.to_bytes()
 
 
 @given(

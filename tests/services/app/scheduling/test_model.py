@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -87,8 +89,9 @@ def test_older_observations_of_an_allocation_are_ignored() -> None:
     node = view.node("n")
     assert node is not None and node.alloc_revision == 20 and node.free_cpu == 7000
 
-    view.commit_alloc("n", b"", revision=30)  # emptied by a commit of this process
-    assert node.alloc_revision == 30 and node.free_cpu == 8000
+    emptied = AllocRecord("n")
+    view.commit_alloc(emptied, emptied.to_bytes(), revision=30)  # a commit of this process
+    assert node.alloc_revision == 30 and node.free_cpu == 8000 and not node.apps
     assert view.apply_alloc("n", None, observed=40)  # deleted
     assert node.alloc_revision == 0 and node.alloc_value == b""
 
@@ -116,3 +119,24 @@ def test_removed_nodes_keep_their_allocation_and_count_as_lost() -> None:
     assert busy is not None and busy.alloc_revision == 5 and not busy.ready
     assert view.is_lost("busy") and view.is_lost("dead") and view.is_lost("idle")
     assert not view.by_accelerator("")
+
+
+async def test_catching_up_waits_for_the_feed_to_pass_what_this_process_saw() -> None:
+    view = FleetView()
+    view.apply_node(node_record("n"))
+    view.commit_alloc(AllocRecord("n"), b"", revision=50)
+    assert view.lag == 0  # nothing feeds it: never waits
+    view.feed_to(10)
+    assert view.lag == 40
+    waiter = asyncio.create_task(view.catch_up(8, timeout=5))
+    await asyncio.sleep(0)
+    view.feed_to(30)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    view.feed_to(45)
+    await asyncio.wait_for(waiter, 5)
+    assert view.lag == 5
+    view.commit_alloc(AllocRecord("n"), b"", revision=100)
+    started = time.monotonic()
+    await view.catch_up(8, timeout=0.05)  # the feed is stuck: give up after the timeout
+    assert time.monotonic() - started >= 0.05 and view.lag == 55

@@ -234,3 +234,17 @@ async def test_records_read_back_as_the_apps_replicas(store: Store) -> None:
     records = await planner.read_replicas("a")
     assert [(r.app_id, r.replica_id, r.node_id) for r in records] == [("a", "c0-0", "n0")]
     assert isinstance(records[0], ReplicaRecord)
+
+
+async def test_records_follow_a_changed_spec(store: Store) -> None:
+    planner = Planner(store, await snapshot(store), clock=lambda: 7.0)
+    await planner.commit(plan_of(placement("c0-0", "n0", cpu=500)))
+    bigger = Placement("a", "c0-1", "n1", "c0", ReplicaRole.HEAD, Quantity(900, GIB, 0), 4, ())
+    await planner.commit(plan_of(bigger))
+    held = await holdings(store)
+    first, second = held.replicas["apps/a/replicas/c0-0"], held.replicas["apps/a/replicas/c0-1"]
+    assert (first.resources.cpu_millis, first.app_generation, first.models) == (500, 3, [MODEL])
+    assert (second.resources.cpu_millis, second.app_generation, second.models) == (900, 4, [])
+    assert (second.role, second.node_id) == ("HEAD", "n1")
+    kv = await store.get(keys.replica("a", "c0-1"))
+    assert kv is not None and kv.value == second.to_bytes()

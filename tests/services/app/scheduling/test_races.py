@@ -70,9 +70,9 @@ def check_placed(
         if not verdicts or not result.unplaceable:
             continue
         node_id = fitting_node(app, held)
-        assert node_id is None, (
-            f"{app.app_id}: {result.unplaceable} but a replica fits on {node_id}"
-        )
+        assert (
+            node_id is None
+        ), f"{app.app_id}: {result.unplaceable} but a replica fits on {node_id}"
         for replica_id, why in result.unplaceable.items():
             if why.reason is Reason.RAY_HEAD_UNPLACEABLE:
                 cluster = replica_id.rsplit("-", 1)[0]
