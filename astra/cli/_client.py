@@ -13,7 +13,7 @@ server's message.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -56,32 +56,54 @@ def resource_name(collection: str, name: str) -> str:
     return name if name.startswith(f"{collection}/") else f"{collection}/{name}"
 
 
-class Client:
-    """The control-plane API at ``address``; close it (or use ``with``) when done.
+class Connection:
+    """A channel to ``address`` whose calls have a deadline and fail with
+    :class:`ApiError`; close it (or use ``with``) when done.
 
     Args:
-        address: ``host:port`` of the API.
+        address: ``host:port`` of the server.
         timeout: the deadline of each call, in seconds.
     """
 
-    def __init__(self, address: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, *, timeout: float) -> None:
         self.address = address
         self._timeout = timeout
         self._channel = grpc.insecure_channel(address)
-        self._resources = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
-        self._apps = app_service_pb2_grpc.AppServiceStub(self._channel)
-        self._scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def close(self) -> None:
         """Close the channel. Idempotent."""
         self._channel.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _call(self, method: Callable[..., Any], request: Message) -> Any:
+        """``method(request)`` within the deadline.
+
+        Raises:
+            ApiError: the call failed (naming the address when it cannot be reached).
+        """
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.UNAVAILABLE:
+                details = f"cannot reach {self.address}: {details}"
+            raise ApiError(code, details) from None
+
+
+class Client(Connection):
+    """The control-plane API at ``address`` (see :class:`Connection`)."""
+
+    def __init__(self, address: str, *, timeout: float = 10.0) -> None:
+        super().__init__(address, timeout=timeout)
+        self._resources = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
+        self._apps = app_service_pb2_grpc.AppServiceStub(self._channel)
+        self._scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def health(self, service: str = "") -> str:
         """The serving status of ``service`` (of the server as a whole when empty), by the
@@ -151,15 +173,6 @@ class Client:
         return list(self._call(self._scheduler.GetRoutes, request).routes)
 
     # Plumbing.
-
-    def _call(self, method: Callable[..., Any], request: Message) -> Any:
-        try:
-            return method(request, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
-            if code == grpc.StatusCode.UNAVAILABLE:
-                details = f"cannot reach the API at {self.address}: {details}"
-            raise ApiError(code, details) from None
 
     def _pages(
         self, method: Callable[..., Any], request: _Request, field: str

@@ -24,6 +24,21 @@ def timeout_option(default: float, text: str) -> Callable[[Callable[..., Any]], 
     )
 
 
+def load_settings(config: Path | None, **flags: Any) -> Settings:
+    """The settings, the ``flags`` given (those not None) taking precedence."""
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    return Settings.load(config_file=config, overrides=overrides)
+
+
+def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config``: the TOML file the settings come from (besides flags and environment)."""
+    return click.option(
+        "--config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="TOML file with settings [env: ASTRA_CONFIG]",
+    )(command)
+
+
 def api_client(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``command`` ``--api-address``, ``--config`` and ``--timeout``; it receives a
     connected ``client`` (closed when it returns) instead.
@@ -36,18 +51,13 @@ def api_client(command: Callable[..., Any]) -> Callable[..., Any]:
         "--api-address",
         help="host:port of the control-plane API [env: ASTRA_API_ADDRESS; default: 127.0.0.1:7100]",
     )
-    @click.option(
-        "--config",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="TOML file with settings [env: ASTRA_CONFIG]",
-    )
+    @config_option
     @timeout_option(10.0, "seconds each call to the API may take")
     @functools.wraps(command)
     def with_client(
         api_address: str | None, config: Path | None, timeout: float, **params: Any
     ) -> Any:
-        overrides = {} if api_address is None else {"api_address": api_address}
-        settings = Settings.load(config_file=config, overrides=overrides)
+        settings = load_settings(config, api_address=api_address)
         with Client(settings.api_address, timeout=timeout) as client:
             return command(client=client, **params)
 

@@ -13,6 +13,7 @@ from astra._log import configure_logging
 from astra.cli import _ops, _up
 from astra.cli._deploy import deploy
 from astra.cli._health import health
+from astra.cli._infer import infer
 from astra.cli._options import settings_options
 from astra.config import Settings
 from astra.errors import AstraError
@@ -65,5 +66,5 @@ def config(settings: Settings) -> None:
     click.echo(settings.model_dump_json(indent=2))
 
 
-for command in (agent, sim, *_ops.COMMANDS, deploy, health):
+for command in (agent, sim, *_ops.COMMANDS, deploy, infer, health):
     main.add_command(command)

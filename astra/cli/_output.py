@@ -44,15 +44,17 @@ def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit(
-    items: Sequence[Message],
+    items: Sequence[Any],
     output: str,
     columns: Sequence[Column],
     rows: Callable[[Any], Iterable[Any]] = lambda item: (item,),
+    as_json: Callable[[Any], Any] | None = None,
 ) -> None:
-    """Print ``items`` as ``output`` says: JSON, or a table with ``columns`` and the
-    ``rows`` each item makes (one row, the item itself, by default)."""
+    """Print ``items`` as ``output`` says: a JSON array (of each item ``as_json`` makes;
+    by default the item is a message, in its JSON form), or a table with ``columns`` and
+    the ``rows`` each item makes (one row, the item itself, by default)."""
     if output == "json":
-        click.echo(json.dumps([to_json(item) for item in items], indent=2))
+        click.echo(json.dumps([(as_json or to_json)(item) for item in items], indent=2))
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in columns:

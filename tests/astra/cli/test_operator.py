@@ -82,7 +82,7 @@ async def test_health_checks_a_server_by_the_grpc_health_protocol(control: Plane
     )
     assert (serving.code, serving.out) == (0, f"{control.address} is SERVING\n"), serving.err
     assert unknown.code == 1 and "NOT_FOUND" in unknown.err
-    assert down.code == 1 and f"UNAVAILABLE: cannot reach the API at {nowhere}" in down.err
+    assert down.code == 1 and f"UNAVAILABLE: cannot reach {nowhere}" in down.err
 
 
 async def test_errors_print_the_servers_message_and_no_traceback(control: Plane) -> None:
@@ -94,7 +94,7 @@ async def test_errors_print_the_servers_message_and_no_traceback(control: Plane)
     messages = [
         ("Error: NOT_FOUND: ", "nodes/nope"),
         ("Error: NOT_FOUND: ", "apps/no-such-app"),
-        ("Error: UNAVAILABLE: cannot reach the API at 127.0.0.1:", "Connection refused"),
+        ("Error: UNAVAILABLE: cannot reach 127.0.0.1:", "Connection refused"),
     ]
     for result, (start, names) in zip(results, messages, strict=True):
         assert result.code == 1 and result.err.startswith(start) and names in result.err
