@@ -1,0 +1,74 @@
+// gateway._core: the Python binding of the routing core. Thin on purpose: the logic is
+// in wire.cpp, picker.cpp and router.cpp; gateway/_picker.py and gateway/_router.py
+// are the pure-Python twin of this module's API.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+
+#include "picker.hpp"
+#include "router.hpp"
+#include "wire.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using astra::gateway::Picker;
+using astra::gateway::Router;
+
+namespace {
+
+std::string_view view(const nb::bytes& data) { return {data.c_str(), data.size()}; }
+
+nb::str utf8(std::string_view text) {
+  return nb::steal<nb::str>(PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "The gateway's routing core in C++ (see gateway._picker and gateway._router).";
+  m.attr("SCALE") = astra::gateway::kScale;
+  m.attr("MAX_WEIGHT") = astra::gateway::kMaxWeight;
+  m.attr("MALFORMED") = astra::gateway::kMalformed;
+  m.attr("UNKNOWN") = astra::gateway::kUnknown;
+  m.attr("NO_ENDPOINT") = astra::gateway::kNoEndpoint;
+
+  m.def(
+      "model_of",
+      [](const nb::bytes& request) {
+        astra::gateway::ModelRef ref;
+        if (!astra::gateway::read_model(view(request), ref)) {
+          throw nb::value_error("not a serialized ModelInferRequest");
+        }
+        return nb::make_tuple(utf8(ref.name), utf8(ref.version));
+      },
+      "request"_a);
+
+  nb::class_<Picker>(m, "Picker")
+      .def(nb::init<>())
+      .def("update", &Picker::update, "changes"_a)
+      .def("pick", &Picker::pick)
+      .def("skip", &Picker::skip, "count"_a)
+      .def("weights", &Picker::weights)
+      .def("__len__", &Picker::size)
+      .def("__contains__", &Picker::contains, "slot"_a)
+      .def(
+          "lag",
+          [](const Picker& picker, int64_t slot) {
+            if (!picker.contains(slot)) throw nb::key_error(std::to_string(slot).c_str());
+            return picker.lag(slot);
+          },
+          "slot"_a)
+      .def_prop_ro("virtual_time", &Picker::virtual_time);
+
+  nb::class_<Router>(m, "Router")
+      .def(nb::init<>())
+      .def("set", &Router::set, "name"_a, "version"_a, "picker"_a.none())
+      .def("get", &Router::get, "name"_a, "version"_a)
+      .def("route", [](const Router& router, const nb::bytes& request) { return router.route(view(request)); },
+           "request"_a)
+      .def("__len__", &Router::size);
+}
