@@ -157,6 +157,11 @@ async def test_draining_settles_every_replica_and_the_store_sees_it(
     replicas = [new_replica(node_id) for _ in range(3)]
     await place(store, node_id, replicas)
     await eventually(lambda: len(agent.tcp.running) == 3)
+
+    async def reported() -> bool:  # the runtime runs it before the agent reports READY
+        return bool((await stored(store, replicas[0])).endpoint)
+
+    await eventually(reported, what="the endpoint reported to the store")
     endpoint = (await stored(store, replicas[0])).endpoint
     host, _, port = endpoint.rpartition(":")
     answer, in_flight = await asyncio.open_connection(host, int(port))  # a request in flight
