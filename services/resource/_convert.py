@@ -1,8 +1,9 @@
 """Node records in memory, and conversions between them and the API's ``Node``.
 
 In memory a record is kept as :class:`Stored`: its fields packed positionally with
-msgpack (about half the size of the store's self-describing encoding, and several times
-faster to decode) and the ``mod_revision`` it has in the store, which is also its etag.
+msgpack, the uid as 16 bytes (about half the size of the store's self-describing
+encoding, and several times faster to decode), and the ``mod_revision`` it has in the
+store, which is also its etag.
 The API's output-only extras come from elsewhere: ``allocated`` from the node's alloc
 record, ``usage`` and ``heartbeat_time`` from heartbeats held in memory.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,8 @@ PHASES = {phase.value: phase.value for phase in NodePhase}
 
 _FIELDS = [f.name for f in dataclasses.fields(NodeRecord)]
 _CAPACITY = _FIELDS.index("capacity")
+_UID = _FIELDS.index("uid")
+_HEX_UID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class Stored:
         values = [getattr(record, name) for name in _FIELDS]
         capacity = record.capacity
         values[_CAPACITY] = (capacity.cpu_millis, capacity.memory_bytes, capacity.gpus)
+        if _HEX_UID.fullmatch(record.uid):
+            values[_UID] = bytes.fromhex(record.uid)  # 16 bytes instead of 32 characters
         return cls(msgpack.packb(values, use_bin_type=True), mod_revision)
 
     @classmethod
@@ -56,6 +62,8 @@ class Stored:
         """A fresh, mutable copy of the record."""
         values = msgpack.unpackb(self.data, raw=False)
         values[_CAPACITY] = Quantity(*values[_CAPACITY])
+        if isinstance(values[_UID], bytes):
+            values[_UID] = values[_UID].hex()
         return NodeRecord(*values)
 
     @property

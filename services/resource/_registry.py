@@ -23,6 +23,9 @@ DEAD = NodePhase.DEAD.value
 
 #: A utilization change below this is not news; nor is a memory change below 1/20.
 USAGE_STEP = 0.05
+#: Utilizations are kept to a thousandth, as one shared float object per value: a node's
+#: usage then costs no memory of its own but its memory figure.
+_FRACTIONS = [step / 1000 for step in range(1001)]
 
 
 class Member:
@@ -39,7 +42,8 @@ class Member:
         #: When the node is dead unless heard from, in the registry clock's time.
         self.deadline = deadline
         self.slot: list[Member] | None = None
-        #: The last usage reported (``cpu`` is ``None`` until a heartbeat arrives).
+        #: The last usage reported, utilizations to a thousandth (``cpu`` is ``None``
+        #: until a heartbeat arrives).
         self.cpu: float | None = None
         self.memory = 0
         self.gpu = 0.0
@@ -136,7 +140,8 @@ class Registry:
             or abs(gpu - member.gpu) >= USAGE_STEP
             or abs(memory - member.memory) * 20 > member.memory
         ):
-            member.cpu, member.memory, member.gpu = cpu, memory, gpu
+            member.cpu, member.gpu = _FRACTIONS[round(cpu * 1000)], _FRACTIONS[round(gpu * 1000)]
+            member.memory = memory
             self._usage_changed.add(member.name)
 
     def usage(self, name: str) -> Usage | None:

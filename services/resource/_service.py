@@ -224,15 +224,17 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         self.registry.track(self.view.canonical(name), node.uid, PHASE_FROM_PROTO[node.phase], deadline)
         return rs.RegisterNodeResponse(node=node, heartbeat_interval=self._heartbeat_interval)
 
-    async def Heartbeat(self, request_iterator: Any, context: Any) -> AsyncIterator[rs.HeartbeatResponse]:
-        async for request in request_iterator:
+    async def Heartbeat(self, request_iterator: Any, context: Any) -> None:
+        # context.read(), not the request iterator, which holds on to the last message it
+        # gave (a batch can be a thousand heartbeats) until the next one arrives.
+        while (request := await context.read()) is not grpc.aio.EOF:
             checks.check_heartbeat_size(request)
             directives = self.registry.ingest(request.heartbeats, self._slow_heartbeat)
             if self._metrics is not None:
                 self._metrics.heartbeats.add(len(request.heartbeats))
-            del request  # a batch is big: hold none while waiting for the next
+            del request
             if directives:
-                yield rs.HeartbeatResponse(directives=directives)
+                await context.write(rs.HeartbeatResponse(directives=directives))
 
     def _slow_heartbeat(self, heartbeat: rs.NodeHeartbeat, index: int) -> Member | rs.HeartbeatDirective:
         """A heartbeat of a node this replica does not track under that uid."""
