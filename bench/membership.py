@@ -10,7 +10,8 @@ while a WatchCluster subscriber follows the fleet. It reports:
 - heartbeats/s: the most the replica ingests, flooded by extra streams on top of the
   fleet's own heartbeats (counted once the replica has answered every request);
 - CPU: the replica's CPU seconds per second of steady heartbeating, per 10k nodes;
-- memory/node: the replica's RSS growth from before registration, per node;
+- memory/node: the replica's RSS growth per node, from a warmed-up replica (its first
+  1,000 nodes heartbeating, a subscriber attached) to the whole fleet heartbeating;
 - drain: from a DrainNode call to the node being DRAINING at the subscriber, p50/p99;
 - dead: 1% of the nodes go silent; from each one's last heartbeat to DEAD at the
   subscriber, p50/p99, next to ``dead_after``;
@@ -291,17 +292,22 @@ async def drain_nodes(stub: rs_grpc.ResourceServiceStub, names: list[str], *, co
 async def bench_fleet(address: str, process: psutil.Process, count: int, profile: Profile) -> Result:
     async with grpc.aio.insecure_channel(address, options=_CHANNEL) as channel:
         stub = rs_grpc.ResourceServiceStub(channel)
-        await asyncio.sleep(0.5)  # let the replica settle before its baseline
-        baseline = process.memory_info().rss
         fleet = Fleet(stub, profile.heartbeat_interval)
         subscriber = Subscriber(stub)
-        watcher = asyncio.create_task(subscriber.run())
+        watcher: asyncio.Task[None] | None = None
         try:
+            # Warm up (every code path run once, a subscriber attached), then the baseline:
+            # memory per node is the growth from there, not the process's fixed costs.
+            warm = min(BATCH, count // 2)
             started = time.monotonic()
-            for start in range(0, count, BATCH):
+            fleet.add(await register(stub, range(warm)))
+            watcher = asyncio.create_task(subscriber.run())
+            await asyncio.wait_for(subscriber.ready.wait(), 60)
+            await asyncio.sleep(2 * profile.heartbeat_interval)
+            baseline = process.memory_info().rss
+            for start in range(warm, count, BATCH):
                 fleet.add(await register(stub, range(start, min(start + BATCH, count))))
             print(f"  {count:,} nodes registered in {time.monotonic() - started:.1f} s", flush=True)
-            await asyncio.wait_for(subscriber.ready.wait(), 120)
             await asyncio.sleep(2 * profile.heartbeat_interval)
             cpu, wall = _cpu_seconds(process), time.monotonic()
             await asyncio.sleep(profile.steady_seconds)
@@ -319,13 +325,14 @@ async def bench_fleet(address: str, process: psutil.Process, count: int, profile
             fleet.silence(set(silent))
             dead_seen = await subscriber.wait_for(node_pb2.NODE_PHASE_DEAD, silent, timeout=profile.dead_after + 30)
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await fleet.close()
     return Result(
         nodes=count,
         ingest_per_second=ingest,
         cpu_per_10k=cpu_rate / (count / 10_000),
-        memory_per_node=memory / count,
+        memory_per_node=memory / (count - warm),
         drain=[drain_seen[name] - drain_started[name] for name in drain_seen],
         dead=[dead_seen[name] - fleet.last_heartbeat[name] for name in dead_seen if name in fleet.last_heartbeat],
         dead_after=profile.dead_after,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
 from astra.records import NodePhase
 from astra.server import Violations
@@ -99,16 +100,18 @@ class Registry:
 
     def ingest(self, heartbeats: Sequence[rs.NodeHeartbeat], slow: SlowPath) -> list[rs.HeartbeatDirective]:
         """Record a batch of heartbeats received now; returns the directives for the
-        nodes that must act. O(len(heartbeats)).
+        nodes that must act. O(len(heartbeats)), about a microsecond each: this is the
+        hottest loop of the service, hence its locals.
 
         Raises:
             InvalidArgumentError: a usage is out of range (``heartbeats[3].usage.cpu_utilization``).
         """
         deadline = self._clock.now() + self.dead_after
-        members = self.members
+        find = self.members.get
+        usage_changed = self._usage_changed
         directives: list[rs.HeartbeatDirective] = []
         for index, heartbeat in enumerate(heartbeats):
-            member = members.get(heartbeat.node)
+            member = find(heartbeat.node)
             if member is None or member.uid_hash != hash(heartbeat.uid):
                 found = slow(heartbeat, index)
                 if isinstance(found, rs.HeartbeatDirective):
@@ -116,33 +119,29 @@ class Registry:
                     continue
                 member = found
             phase = member.phase
-            if phase == DEAD:
+            if phase is DEAD:
                 directives.append(dead_directive(heartbeat.node))
                 continue
             member.deadline = deadline
-            self._record_usage(member, heartbeat, index)
-            if phase == DRAINING:
+            usage = heartbeat.usage
+            cpu, memory, gpu = usage.cpu_utilization, usage.memory_used_bytes, usage.gpu_utilization
+            if not (0.0 <= cpu <= 1.0 and 0.0 <= gpu <= 1.0 and memory >= 0):
+                _reject_usage(usage, index)
+            known = member.cpu
+            if (
+                known is None
+                or not -USAGE_STEP < cpu - known < USAGE_STEP
+                or not -USAGE_STEP < gpu - member.gpu < USAGE_STEP
+                or abs(memory - member.memory) * 20 > member.memory
+            ):
+                member.cpu, member.gpu = _FRACTIONS[round(cpu * 1000)], _FRACTIONS[round(gpu * 1000)]
+                member.memory = memory
+                usage_changed.add(member.name)
+            if phase is DRAINING:
                 directives.append(rs.HeartbeatDirective(
                     node=heartbeat.node, action=rs.HEARTBEAT_ACTION_DRAIN,
                     message="the node is draining: take no new work and finish what runs"))  # fmt: skip
         return directives
-
-    def _record_usage(self, member: Member, heartbeat: rs.NodeHeartbeat, index: int) -> None:
-        usage = heartbeat.usage
-        cpu, memory, gpu = usage.cpu_utilization, usage.memory_used_bytes, usage.gpu_utilization
-        if not (0.0 <= cpu <= 1.0 and 0.0 <= gpu <= 1.0 and memory >= 0):
-            violations = Violations()
-            check_usage(violations.at("heartbeats").at(index).at("usage"), usage)
-            violations.raise_if_any()
-        if (
-            member.cpu is None
-            or abs(cpu - member.cpu) >= USAGE_STEP
-            or abs(gpu - member.gpu) >= USAGE_STEP
-            or abs(memory - member.memory) * 20 > member.memory
-        ):
-            member.cpu, member.gpu = _FRACTIONS[round(cpu * 1000)], _FRACTIONS[round(gpu * 1000)]
-            member.memory = memory
-            self._usage_changed.add(member.name)
 
     def usage(self, name: str) -> Usage | None:
         """The usage last reported by ``name``, if it heartbeated since this replica owns it."""
@@ -156,6 +155,12 @@ class Registry:
         """Nodes whose usage moved (by :data:`USAGE_STEP`) since the last call."""
         changed, self._usage_changed = self._usage_changed, set()
         return changed
+
+
+def _reject_usage(usage: node_pb2.NodeUsage, index: int) -> None:
+    violations = Violations()
+    check_usage(violations.at("heartbeats").at(index).at("usage"), usage)
+    violations.raise_if_any()
 
 
 def dead_directive(name: str) -> rs.HeartbeatDirective:
