@@ -59,8 +59,22 @@ class Profile:
     drains: int
 
 
-FULL = Profile(heartbeat_interval=1.0, dead_after=3.0, steady_seconds=10.0, flood_seconds=5.0, flood_streams=8, drains=200)
-TINY = Profile(heartbeat_interval=0.2, dead_after=1.0, steady_seconds=1.0, flood_seconds=0.5, flood_streams=2, drains=20)
+FULL = Profile(
+    heartbeat_interval=1.0,
+    dead_after=3.0,
+    steady_seconds=10.0,
+    flood_seconds=5.0,
+    flood_streams=8,
+    drains=200,
+)
+TINY = Profile(
+    heartbeat_interval=0.2,
+    dead_after=1.0,
+    steady_seconds=1.0,
+    flood_seconds=0.5,
+    flood_streams=2,
+    drains=20,
+)
 
 
 @dataclass
@@ -86,15 +100,25 @@ class Result:
 def resource_process(store_url: str, profile: Profile) -> Iterator[tuple[str, psutil.Process]]:
     """A Resource replica in its own process; yields its address and psutil handle."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     command = [
-        sys.executable, "-m", "services.resource",
-        "--store-url", store_url,
-        "--api-address", f"127.0.0.1:{port}",
-        "--heartbeat-interval", str(profile.heartbeat_interval),
-        "--dead-after", str(profile.dead_after),
-        "--log-level", "WARNING",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "services.resource",
+        "--store-url",
+        store_url,
+        "--api-address",
+        f"127.0.0.1:{port}",
+        "--heartbeat-interval",
+        str(profile.heartbeat_interval),
+        "--dead-after",
+        str(profile.dead_after),
+        "--log-level",
+        "WARNING",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         wait_for_port(port, timeout=60, process=process)
@@ -130,14 +154,18 @@ def _node(index: int) -> node_pb2.Node:
     return node
 
 
-async def register(stub: rs_grpc.ResourceServiceStub, indexes: range, *, concurrency: int = 256) -> dict[str, str]:
+async def register(
+    stub: rs_grpc.ResourceServiceStub, indexes: range, *, concurrency: int = 256
+) -> dict[str, str]:
     """Register the nodes numbered ``indexes``; returns each one's uid by name."""
     uids: dict[str, str] = {}
     pending = iter(indexes)
 
     async def worker() -> None:
         for index in pending:
-            response = await stub.RegisterNode(rs.RegisterNodeRequest(node=_node(index)), timeout=60)
+            response = await stub.RegisterNode(
+                rs.RegisterNodeRequest(node=_node(index)), timeout=60
+            )
             uids[response.node.name] = response.node.uid
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -145,8 +173,11 @@ async def register(stub: rs_grpc.ResourceServiceStub, indexes: range, *, concurr
 
 
 def _heartbeat(name: str, uid: str) -> rs.NodeHeartbeat:
-    usage = node_pb2.NodeUsage(cpu_utilization=random.random(), memory_used_bytes=random.randrange(1 << 34),
-                               gpu_utilization=random.random())  # fmt: skip
+    usage = node_pb2.NodeUsage(
+        cpu_utilization=random.random(),
+        memory_used_bytes=random.randrange(1 << 34),
+        gpu_utilization=random.random(),
+    )
     return rs.NodeHeartbeat(node=name, uid=uid, usage=usage)
 
 
@@ -218,8 +249,13 @@ async def _drain(call: grpc.aio.StreamStreamCall) -> None:
         pass
 
 
-async def flood(stub: rs_grpc.ResourceServiceStub, requests: list[rs.HeartbeatRequest], *,
-                seconds: float, streams: int) -> float:  # fmt: skip
+async def flood(
+    stub: rs_grpc.ResourceServiceStub,
+    requests: list[rs.HeartbeatRequest],
+    *,
+    seconds: float,
+    streams: int,
+) -> float:
     """Heartbeats per second the replica ingests from ``streams`` streams writing back to
     back for ``seconds``; a stream's count is final when the replica has answered all of it."""
 
@@ -248,7 +284,10 @@ class Subscriber:
 
     def __init__(self, stub: rs_grpc.ResourceServiceStub) -> None:
         self._stub = stub
-        self.seen: dict[int, dict[str, float]] = {node_pb2.NODE_PHASE_DRAINING: {}, node_pb2.NODE_PHASE_DEAD: {}}
+        self.seen: dict[int, dict[str, float]] = {
+            node_pb2.NODE_PHASE_DRAINING: {},
+            node_pb2.NODE_PHASE_DEAD: {},
+        }
         self.ready = asyncio.Event()
         self.nodes = 0
 
@@ -264,14 +303,17 @@ class Subscriber:
                 self.ready.set()
 
     async def wait_for(self, phase: int, names: Sequence[str], timeout: float) -> dict[str, float]:
-        """When each of ``names`` was first seen in ``phase``; those not seen by ``timeout`` are left out."""
+        """When each of ``names`` was first seen in ``phase`` (those not seen by
+        ``timeout`` are left out)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not all(name in self.seen[phase] for name in names):
             await asyncio.sleep(0.02)
         return {name: self.seen[phase][name] for name in names if name in self.seen[phase]}
 
 
-async def drain_nodes(stub: rs_grpc.ResourceServiceStub, names: list[str], *, concurrency: int = 4) -> dict[str, float]:
+async def drain_nodes(
+    stub: rs_grpc.ResourceServiceStub, names: list[str], *, concurrency: int = 4
+) -> dict[str, float]:
     """Drain ``names`` a few at a time, at random moments; returns when each call started."""
     started: dict[str, float] = {}
     pending = iter(names)
@@ -289,7 +331,9 @@ async def drain_nodes(stub: rs_grpc.ResourceServiceStub, names: list[str], *, co
 # -- one fleet size ---------------------------------------------------------------------------
 
 
-async def bench_fleet(address: str, process: psutil.Process, count: int, profile: Profile) -> Result:
+async def bench_fleet(
+    address: str, process: psutil.Process, count: int, profile: Profile
+) -> Result:
     async with grpc.aio.insecure_channel(address, options=_CHANNEL) as channel:
         stub = rs_grpc.ResourceServiceStub(channel)
         fleet = Fleet(stub, profile.heartbeat_interval)
@@ -313,17 +357,27 @@ async def bench_fleet(address: str, process: psutil.Process, count: int, profile
             await asyncio.sleep(profile.steady_seconds)
             cpu_rate = (_cpu_seconds(process) - cpu) / (time.monotonic() - wall)
             memory = process.memory_info().rss - baseline
-            ingest = await flood(stub, fleet.requests, seconds=profile.flood_seconds, streams=profile.flood_streams)
+            ingest = await flood(
+                stub, fleet.requests, seconds=profile.flood_seconds, streams=profile.flood_streams
+            )
 
-            names = [name for name in fleet.names() if name not in subscriber.seen[node_pb2.NODE_PHASE_DEAD]]
+            names = [
+                name
+                for name in fleet.names()
+                if name not in subscriber.seen[node_pb2.NODE_PHASE_DEAD]
+            ]
             random.shuffle(names)
             drained = names[: min(profile.drains, max(1, count // 100))]
             silent = names[len(drained) : len(drained) + max(1, count // 100)]
             drain_started = await drain_nodes(stub, drained)
-            drain_seen = await subscriber.wait_for(node_pb2.NODE_PHASE_DRAINING, drained, timeout=30)
+            drain_seen = await subscriber.wait_for(
+                node_pb2.NODE_PHASE_DRAINING, drained, timeout=30
+            )
 
             fleet.silence(set(silent))
-            dead_seen = await subscriber.wait_for(node_pb2.NODE_PHASE_DEAD, silent, timeout=profile.dead_after + 30)
+            dead_seen = await subscriber.wait_for(
+                node_pb2.NODE_PHASE_DEAD, silent, timeout=profile.dead_after + 30
+            )
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -334,7 +388,11 @@ async def bench_fleet(address: str, process: psutil.Process, count: int, profile
         cpu_per_10k=cpu_rate / (count / 10_000),
         memory_per_node=memory / (count - warm),
         drain=[drain_seen[name] - drain_started[name] for name in drain_seen],
-        dead=[dead_seen[name] - fleet.last_heartbeat[name] for name in dead_seen if name in fleet.last_heartbeat],
+        dead=[
+            dead_seen[name] - fleet.last_heartbeat[name]
+            for name in dead_seen
+            if name in fleet.last_heartbeat
+        ],
         dead_after=profile.dead_after,
         missing={"drain": len(drained) - len(drain_seen), "dead": len(silent) - len(dead_seen)},
         false_dead=len(subscriber.seen[node_pb2.NODE_PHASE_DEAD].keys() - set(silent)),
@@ -351,14 +409,21 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def format_table(results: list[Result]) -> Iterator[str]:
-    yield (f"{'nodes':>8} {'heartbeats/s':>13} {'CPU s/s per 10k':>16} {'memory/node':>12} "
-           f"{'drain p50/p99 ms':>17} {'dead p50/p99 s (dead_after)':>28} {'false DEAD':>10}")  # fmt: skip
+    yield (
+        f"{'nodes':>8} {'heartbeats/s':>13} {'CPU s/s per 10k':>16} {'memory/node':>12} "
+        f"{'drain p50/p99 ms':>17} {'dead p50/p99 s (dead_after)':>28} {'false DEAD':>10}"
+    )
     for result in results:
-        drain = f"{percentile(result.drain, 0.5) * 1000:.0f}/{percentile(result.drain, 0.99) * 1000:.0f}"
-        dead = (f"{percentile(result.dead, 0.5):.2f}/{percentile(result.dead, 0.99):.2f} "
-                f"({result.dead_after:g})")  # fmt: skip
-        yield (f"{result.nodes:>8,} {result.ingest_per_second:>13,.0f} {result.cpu_per_10k:>16.3f} "
-               f"{result.memory_per_node:>10,.0f} B {drain:>17} {dead:>28} {result.false_dead:>10}")  # fmt: skip
+        drain_ms = [seconds * 1000 for seconds in result.drain]
+        drain = f"{percentile(drain_ms, 0.5):.0f}/{percentile(drain_ms, 0.99):.0f}"
+        dead = (
+            f"{percentile(result.dead, 0.5):.2f}/{percentile(result.dead, 0.99):.2f} "
+            f"({result.dead_after:g})"
+        )
+        yield (
+            f"{result.nodes:>8,} {result.ingest_per_second:>13,.0f} {result.cpu_per_10k:>16.3f} "
+            f"{result.memory_per_node:>10,.0f} B {drain:>17} {dead:>28} {result.false_dead:>10}"
+        )
         if any(result.missing.values()):
             yield f"{'':>8} not seen at the subscriber: {result.missing}"
         if result.driver_lag > result.dead_after / 3:
@@ -378,12 +443,19 @@ async def run(sizes: list[int], profile: Profile) -> list[Result]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="200 nodes, short intervals: seconds")
-    parser.add_argument("--nodes", help="comma-separated fleet sizes (default: 10000,100000; tiny: 200)")
+    parser.add_argument(
+        "--nodes", help="comma-separated fleet sizes (default: 10000,100000; tiny: 200)"
+    )
     args = parser.parse_args(argv)
     profile = TINY if args.tiny else FULL
-    sizes = [int(size) for size in (args.nodes or ("200" if args.tiny else "10000,100000")).split(",")]
-    print(f"membership benchmark: heartbeat every {profile.heartbeat_interval:g} s, dead_after "
-          f"{profile.dead_after:g} s, batches of {BATCH} heartbeats, one Resource replica on etcd", flush=True)  # fmt: skip
+    sizes = [
+        int(size) for size in (args.nodes or ("200" if args.tiny else "10000,100000")).split(",")
+    ]
+    print(
+        f"membership benchmark: heartbeat every {profile.heartbeat_interval:g} s, dead_after "
+        f"{profile.dead_after:g} s, batches of {BATCH} heartbeats, one Resource replica on etcd",
+        flush=True,
+    )
     results = asyncio.run(run(sizes, profile))
     print("\n".join(format_table(results)))
 

@@ -25,19 +25,32 @@ _log = logging.getLogger("services.resource")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.resource", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.resource", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--store-url", help="etcd://host:port, sqlite:///path or memory://")
-    parser.add_argument("--api-address", help="host:port to serve on (a real port: it is advertised)")
-    parser.add_argument("--advertise-address", help="host:port agents are redirected to (default: --api-address)")
+    parser.add_argument(
+        "--api-address", help="host:port to serve on (a real port: it is advertised)"
+    )
+    parser.add_argument(
+        "--advertise-address", help="host:port agents are redirected to (default: --api-address)"
+    )
     parser.add_argument("--replica-id", help="unique among replicas (default: random)")
     parser.add_argument("--heartbeat-interval", help="node heartbeat period, e.g. 1s")
     parser.add_argument("--dead-after", help="silence after which a node is DEAD, e.g. 3s")
-    parser.add_argument("--lease-ttl", type=int, default=3, help="seconds a dead replica keeps its nodes (default: 3)")
+    parser.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=3,
+        help="seconds a dead replica keeps its nodes (default: 3)",
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(argv)
 
 
-async def serve(settings: Settings, *, advertise: str, replica_id: str | None, lease_ttl: int) -> None:
+async def serve(
+    settings: Settings, *, advertise: str, replica_id: str | None, lease_ttl: int
+) -> None:
     """Serve one replica until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

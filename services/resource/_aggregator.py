@@ -120,7 +120,9 @@ class Aggregator:
         deltas: dict[bool, _Delta] = {}
         for usage in {subscriber.usage for subscriber in subscribers}:
             names = changed | usage_changed if usage else changed
-            deltas[usage] = _Delta(self._view.revision, await self._nodes(names, usage), removed, summaries)
+            deltas[usage] = _Delta(
+                self._view.revision, await self._nodes(names, usage), removed, summaries
+            )
         for subscriber in subscribers:
             delta = deltas[subscriber.usage]
             if delta.nodes or delta.removed or delta.pools:
@@ -136,7 +138,9 @@ class Aggregator:
                 await asyncio.sleep(0)
         return nodes
 
-    def _node(self, name: str, usage: bool, target: node_pb2.Node | None = None) -> node_pb2.Node | None:
+    def _node(
+        self, name: str, usage: bool, target: node_pb2.Node | None = None
+    ) -> node_pb2.Node | None:
         entry = self._view.nodes.get(name)
         if entry is None:
             return None
@@ -147,7 +151,9 @@ class Aggregator:
             usage=self._registry.usage(name) if usage else None,
         )
 
-    async def watch(self, request: rs.WatchClusterRequest) -> AsyncIterator[rs.WatchClusterResponse]:
+    async def watch(
+        self, request: rs.WatchClusterRequest
+    ) -> AsyncIterator[rs.WatchClusterResponse]:
         """The subscriber's stream: a snapshot and a progress message (no change, the
         snapshot's revision), or what it missed since its ``start_revision``; then a delta
         whenever something changed.
@@ -190,19 +196,23 @@ class Aggregator:
         the snapshot plus deltas is never behind."""
         message = rs.WatchClusterResponse(revision=self._view.revision, snapshot=True)
         await self._add_nodes(message, list(self._view.nodes), usage)
-        message.pools.extend(self._view.pools.summary(pool) for pool in self._view.pools.keys())
+        message.pools.extend(self._view.pools.summary(pool) for pool in self._view.pools.all())
         return message
 
     async def _catch_up(self, start: int, usage: bool) -> rs.WatchClusterResponse:
         """What changed at or after revision ``start``: current versions of changed nodes,
         removals, and every pool."""
         changed, removed = self._view.changes_since(start)
-        message = rs.WatchClusterResponse(revision=max(self._view.revision, start - 1), removed_nodes=removed)
+        message = rs.WatchClusterResponse(
+            revision=max(self._view.revision, start - 1), removed_nodes=removed
+        )
         await self._add_nodes(message, changed, usage)
-        message.pools.extend(self._view.pools.summary(pool) for pool in self._view.pools.keys())
+        message.pools.extend(self._view.pools.summary(pool) for pool in self._view.pools.all())
         return message
 
-    async def _add_nodes(self, message: rs.WatchClusterResponse, names: list[str], usage: bool) -> None:
+    async def _add_nodes(
+        self, message: rs.WatchClusterResponse, names: list[str], usage: bool
+    ) -> None:
         for index, name in enumerate(names, 1):
             if name in self._view.nodes:
                 self._node(name, usage, message.nodes.add())

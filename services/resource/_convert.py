@@ -89,12 +89,17 @@ class NodeSpec:
     @classmethod
     def from_proto(cls, node: node_pb2.Node) -> NodeSpec:
         return cls(
-            capacity=Quantity(node.capacity.cpu_millis, node.capacity.memory_bytes, node.capacity.gpus),
+            capacity=Quantity(
+                node.capacity.cpu_millis, node.capacity.memory_bytes, node.capacity.gpus
+            ),
             address=node.address,
             zone=node.zone,
             accelerator=node.accelerator,
             labels=dict(node.labels),
-            gpus=[{"model": g.model, "memory_bytes": g.memory_bytes, "uuid": g.uuid} for g in node.gpus],
+            gpus=[
+                {"model": g.model, "memory_bytes": g.memory_bytes, "uuid": g.uuid}
+                for g in node.gpus
+            ],
             agent_version=node.agent_version,
         )
 
@@ -111,7 +116,9 @@ class NodeSpec:
         )
 
     def apply_to(self, record: NodeRecord) -> None:
-        record.capacity = Quantity(self.capacity.cpu_millis, self.capacity.memory_bytes, self.capacity.gpus)
+        record.capacity = Quantity(
+            self.capacity.cpu_millis, self.capacity.memory_bytes, self.capacity.gpus
+        )
         record.address = self.address
         record.zone = self.zone
         record.accelerator = self.accelerator
@@ -135,7 +142,11 @@ def node_name(node_id: str) -> str:
 
 
 def fill_node(
-    target: node_pb2.Node, stored: Stored, *, allocated: Quantity | None = None, usage: Usage | None = None
+    target: node_pb2.Node,
+    stored: Stored,
+    *,
+    allocated: Quantity | None = None,
+    usage: Usage | None = None,
 ) -> node_pb2.Node:
     """Fill ``target`` (empty) with the API view of ``stored``."""
     record = stored.record()
@@ -167,7 +178,9 @@ def fill_node(
     return target
 
 
-def to_node(stored: Stored, *, allocated: Quantity | None = None, usage: Usage | None = None) -> node_pb2.Node:
+def to_node(
+    stored: Stored, *, allocated: Quantity | None = None, usage: Usage | None = None
+) -> node_pb2.Node:
     """The API view of ``stored``."""
     return fill_node(node_pb2.Node(), stored, allocated=allocated, usage=usage)
 

@@ -109,7 +109,9 @@ class FailureDetector:
         tick: how often to look, in seconds (detection is at most this late).
     """
 
-    def __init__(self, wheel: DeadlineWheel, on_dead: Callable[[Watched], None], *, clock: Clock, tick: float) -> None:
+    def __init__(
+        self, wheel: DeadlineWheel, on_dead: Callable[[Watched], None], *, clock: Clock, tick: float
+    ) -> None:
         self._wheel = wheel
         self._on_dead = on_dead
         self._clock = clock

@@ -27,5 +27,7 @@ async def follow(
                 apply(events)
             return
         except CompactedError:
-            _log.warning("watch on %s compacted past revision %d: reading it afresh", prefix, revision())
+            _log.warning(
+                "watch on %s compacted past revision %d: reading it afresh", prefix, revision()
+            )
             reload(await store.range(prefix))

@@ -81,7 +81,9 @@ class _Item:
     result: NodeRecord | Verdict
     #: ...from the record at this mod_revision (0: absent; -1: a record still queued).
     based_on: int
-    future: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,11 @@ class Outbox:
     """
 
     def __init__(
-        self, store: Store, view: ClusterView, *, on_written: Callable[[Transition, float], None] | None = None
+        self,
+        store: Store,
+        view: ClusterView,
+        *,
+        on_written: Callable[[Transition, float], None] | None = None,
     ) -> None:
         self._store = store
         self._view = view
@@ -195,7 +201,9 @@ class Outbox:
                 delay = 0.05
             except UnavailableError as exc:
                 if self.healthy:
-                    _log.warning("store unavailable (%s): holding %d transitions", exc, len(self._queue))
+                    _log.warning(
+                        "store unavailable (%s): holding %d transitions", exc, len(self._queue)
+                    )
                 self._hold()
                 await asyncio.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
@@ -255,7 +263,12 @@ class Outbox:
         now = time.monotonic()
         for item, queued_at, record, touched, alloc_deleted in planned:
             stored = None if record is None else Stored.of(record, result.revision)
-            self._learn(touched[0], stored.data if stored else None, result.revision if stored else 0, result.revision)
+            self._learn(
+                touched[0],
+                stored.data if stored else None,
+                result.revision if stored else 0,
+                result.revision,
+            )
             if alloc_deleted:
                 self._learn(touched[1], None, 0, result.revision)
             if self._on_written is not None:
@@ -278,7 +291,11 @@ class Outbox:
         current = self._base(node_key, item.name)
         mod_revision = current.mod_revision if current else 0
         # Unchanged since submitted: the transition's result is still what it was.
-        result = item.result if item.based_on == mod_revision else self._apply(item.transition, item.name, current)
+        result = (
+            item.result
+            if item.based_on == mod_revision
+            else self._apply(item.transition, item.name, current)
+        )
         if result is Verdict.NOOP:
             self._finish(item, Written(current, 0))
             return None
@@ -337,7 +354,9 @@ class Outbox:
         elif key.startswith(keys.ALLOC):
             self._learn(key, kv.value, kv.mod_revision, revision)
         else:
-            self._learn(key, Stored.decode(kv.value, kv.mod_revision).data, kv.mod_revision, revision)
+            self._learn(
+                key, Stored.decode(kv.value, kv.mod_revision).data, kv.mod_revision, revision
+            )
 
     def _learn(self, key: str, value: bytes | None, mod_revision: int, revision: int) -> None:
         """Know ``key`` as of ``revision``; entries stay in revision order (re-inserted)."""
@@ -347,7 +366,10 @@ class Outbox:
 
     def _prune_known(self) -> None:
         """Forget what the watches have caught up with, oldest first: O(forgotten)."""
-        for known, caught_up in ((self._known, self._view.revision), (self._known_allocs, self._view.alloc_revision)):
+        for known, caught_up in (
+            (self._known, self._view.revision),
+            (self._known_allocs, self._view.alloc_revision),
+        ):
             while known:
                 key, (_, _, revision) = next(iter(known.items()))
                 if revision > caught_up:
@@ -362,7 +384,9 @@ class Outbox:
             self._ahead[item.name] = (preview, queued - 1)
         if item.future.done():
             if isinstance(outcome, BaseException):
-                _log.warning("transition %s of %s failed: %s", item.transition.kind, item.name, outcome)
+                _log.warning(
+                    "transition %s of %s failed: %s", item.transition.kind, item.name, outcome
+                )
             return
         if isinstance(outcome, BaseException):
             item.future.set_exception(outcome)

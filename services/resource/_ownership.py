@@ -83,11 +83,16 @@ class Ownership:
     def _set_replicas(self, replicas: dict[str, str]) -> None:
         if replicas == self.replicas:
             return
-        _log.info("live Resource replicas: %s", ", ".join(f"{r}@{a}" for r, a in sorted(replicas.items())))
+        _log.info(
+            "live Resource replicas: %s", ", ".join(f"{r}@{a}" for r, a in sorted(replicas.items()))
+        )
         self.replicas = replicas
         # Until this replica sees its own key it still owns what it would own with it.
         ids = sorted({*replicas, self.replica_id})
-        self._hashers = [(replica_id, hashlib.blake2b(replica_id.encode() + b"\0", digest_size=8)) for replica_id in ids]
+        self._hashers = [
+            (replica_id, hashlib.blake2b(replica_id.encode() + b"\0", digest_size=8))
+            for replica_id in ids
+        ]
         for listener in self.listeners:
             listener()
 
@@ -124,7 +129,9 @@ class Ownership:
             async with self._advertising:
                 if lease != self._lease:
                     return  # another renewal advertised again already
-                _log.warning("lease of Resource replica %s expired: advertising again", self.replica_id)
+                _log.warning(
+                    "lease of Resource replica %s expired: advertising again", self.replica_id
+                )
                 while True:
                     try:
                         await self._advertise()
@@ -136,7 +143,13 @@ class Ownership:
 
     async def follow(self) -> None:
         """Track the live replicas forever."""
-        await follow(self._store, PREFIX, revision=lambda: self._revision, apply=self._events, reload=self._reread)
+        await follow(
+            self._store,
+            PREFIX,
+            revision=lambda: self._revision,
+            apply=self._events,
+            reload=self._reread,
+        )
 
     def _events(self, events: list[Event]) -> None:
         replicas = dict(self.replicas)
@@ -159,5 +172,7 @@ class Ownership:
             try:
                 await self._store.lease_revoke(self._lease)
             except UnavailableError as exc:
-                _log.warning("could not revoke the lease of Resource replica %s: %s", self.replica_id, exc)
+                _log.warning(
+                    "could not revoke the lease of Resource replica %s: %s", self.replica_id, exc
+                )
             self._lease = 0

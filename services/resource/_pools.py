@@ -43,9 +43,12 @@ class Pools:
         if phase == NodePhase.READY.value:
             used = allocated or Quantity()
             for index, (cap, alloc) in enumerate(
-                ((capacity.cpu_millis, used.cpu_millis), (capacity.memory_bytes, used.memory_bytes),
-                 (capacity.gpus, used.gpus))
-            ):  # fmt: skip
+                (
+                    (capacity.cpu_millis, used.cpu_millis),
+                    (capacity.memory_bytes, used.memory_bytes),
+                    (capacity.gpus, used.gpus),
+                )
+            ):
                 totals.capacity[index] += sign * cap
                 totals.free[index] += sign * max(cap - alloc, 0)
         self._dirty.add(pool)
@@ -58,11 +61,15 @@ class Pools:
     def observations(self) -> list[Observation]:
         """Nodes per phase across pools, for a gauge."""
         return [
-            Observation(sum(totals.counts[phase.value] for totals in self._totals.values()), {"phase": phase.value})
+            Observation(
+                sum(totals.counts[phase.value] for totals in self._totals.values()),
+                {"phase": phase.value},
+            )
             for phase in NodePhase
         ]
 
-    def keys(self) -> list[PoolKey]:
+    def all(self) -> list[PoolKey]:
+        """Every pool, in order."""
         return sorted(self._totals)
 
     def summary(self, pool: PoolKey) -> node_pb2.PoolSummary:

@@ -98,7 +98,9 @@ class Registry:
             self._wheel.unschedule(member)
             self._usage_changed.discard(name)
 
-    def ingest(self, heartbeats: Sequence[rs.NodeHeartbeat], slow: SlowPath) -> list[rs.HeartbeatDirective]:
+    def ingest(
+        self, heartbeats: Sequence[rs.NodeHeartbeat], slow: SlowPath
+    ) -> list[rs.HeartbeatDirective]:
         """Record a batch of heartbeats received now; returns the directives for the
         nodes that must act. O(len(heartbeats)), about a microsecond each: this is the
         hottest loop of the service, hence its locals.
@@ -134,13 +136,20 @@ class Registry:
                 or not -USAGE_STEP < gpu - member.gpu < USAGE_STEP
                 or abs(memory - member.memory) * 20 > member.memory
             ):
-                member.cpu, member.gpu = _FRACTIONS[round(cpu * 1000)], _FRACTIONS[round(gpu * 1000)]
+                member.cpu, member.gpu = (
+                    _FRACTIONS[round(cpu * 1000)],
+                    _FRACTIONS[round(gpu * 1000)],
+                )
                 member.memory = memory
                 usage_changed.add(member.name)
             if phase is DRAINING:
-                directives.append(rs.HeartbeatDirective(
-                    node=heartbeat.node, action=rs.HEARTBEAT_ACTION_DRAIN,
-                    message="the node is draining: take no new work and finish what runs"))  # fmt: skip
+                directives.append(
+                    rs.HeartbeatDirective(
+                        node=heartbeat.node,
+                        action=rs.HEARTBEAT_ACTION_DRAIN,
+                        message="the node is draining: take no new work and finish what runs",
+                    )
+                )
         return directives
 
     def usage(self, name: str) -> Usage | None:
@@ -165,7 +174,8 @@ def _reject_usage(usage: node_pb2.NodeUsage, index: int) -> None:
 
 def dead_directive(name: str) -> rs.HeartbeatDirective:
     return rs.HeartbeatDirective(
-        node=name, action=rs.HEARTBEAT_ACTION_REREGISTER,
+        node=name,
+        action=rs.HEARTBEAT_ACTION_REREGISTER,
         message=f"{name} was declared DEAD after missing heartbeats; its work was moved "
         "elsewhere: register again (RegisterNode) and start afresh",
-    )  # fmt: skip
+    )

@@ -39,7 +39,14 @@ from astra.server import Server, Tasks
 from astra.store import CompactedError, Store
 from services.resource import _validation as checks
 from services.resource._aggregator import Aggregator
-from services.resource._convert import PHASE_FROM_PROTO, NodeSpec, Stored, fill_node, node_name, to_node
+from services.resource._convert import (
+    PHASE_FROM_PROTO,
+    NodeSpec,
+    Stored,
+    fill_node,
+    node_name,
+    to_node,
+)
 from services.resource._detector import Clock, DeadlineWheel, FailureDetector, Watched
 from services.resource._outbox import Outbox, Submitted, Written
 from services.resource._ownership import Ownership
@@ -93,7 +100,9 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         self.registry = Registry(dead_after=dead_after, wheel=wheel, clock=self.clock)
         self.detector = FailureDetector(wheel, self._on_dead, clock=self.clock, tick=tick_seconds)
         self.outbox = Outbox(store, self.view, on_written=self._on_written)
-        self.ownership = Ownership(store, replica_id=self.replica_id, address=address, ttl=lease_ttl)
+        self.ownership = Ownership(
+            store, replica_id=self.replica_id, address=address, ttl=lease_ttl
+        )
         self.aggregator = Aggregator(self.view, self.registry, tick=tick)
         self._tasks = Tasks()
         self._metrics: _Metrics | None = None
@@ -119,7 +128,9 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
             ("aggregator", self.aggregator.run()),
         ):
             self._tasks.spawn(work, name=f"resource.{name}")
-        _log.info("Resource replica %s started with %d nodes", self.replica_id, len(self.view.nodes))
+        _log.info(
+            "Resource replica %s started with %d nodes", self.replica_id, len(self.view.nodes)
+        )
 
     async def shutdown(self, *, grace: float = 2.0) -> None:
         """Write what is queued (for up to ``grace`` seconds), hand this replica's nodes to
@@ -180,11 +191,15 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
             self.registry.forget(node.name)
             return
         if not node.is_incarnation(record.uid):  # registered anew behind this member's back
-            self.registry.track(node.name, record.uid, record.phase, self.registry.deadline(self._dead_after))
+            self.registry.track(
+                node.name, record.uid, record.phase, self.registry.deadline(self._dead_after)
+            )
             return
         node.phase = DEAD
         _log.info("%s missed its heartbeats for %.1fs: DEAD", node.name, self._dead_after)
-        self.outbox.submit(node.name, Dead(record.uid, self.replica_id, node.deadline - self._dead_after))
+        self.outbox.submit(
+            node.name, Dead(record.uid, self.replica_id, node.deadline - self._dead_after)
+        )
 
     def _on_written(self, transition: Transition, waited: float) -> None:
         if self._metrics is not None:
@@ -210,18 +225,26 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
 
     # -- RPCs ------------------------------------------------------------------------
 
-    async def RegisterNode(self, request: rs.RegisterNodeRequest, context: Any) -> rs.RegisterNodeResponse:
+    async def RegisterNode(
+        self, request: rs.RegisterNodeRequest, context: Any
+    ) -> rs.RegisterNodeResponse:
         name = node_name(checks.check_register(request))
         redirect = self._redirect(name)
         if redirect:
-            return rs.RegisterNodeResponse(heartbeat_interval=self._heartbeat_interval, redirect_address=redirect)
+            return rs.RegisterNodeResponse(
+                heartbeat_interval=self._heartbeat_interval, redirect_address=redirect
+            )
         stored = await self._settle(
-            self.outbox.submit(name, Register.of(NodeSpec.from_proto(request.node), self.replica_id))
+            self.outbox.submit(
+                name, Register.of(NodeSpec.from_proto(request.node), self.replica_id)
+            )
         )
         assert stored is not None
         node = self._node(name, stored)
         deadline = self.registry.deadline(self._dead_after)
-        self.registry.track(self.view.canonical(name), node.uid, PHASE_FROM_PROTO[node.phase], deadline)
+        self.registry.track(
+            self.view.canonical(name), node.uid, PHASE_FROM_PROTO[node.phase], deadline
+        )
         return rs.RegisterNodeResponse(node=node, heartbeat_interval=self._heartbeat_interval)
 
     async def Heartbeat(self, request_iterator: Any, context: Any) -> None:
@@ -236,7 +259,9 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
             if directives:
                 await context.write(rs.HeartbeatResponse(directives=directives))
 
-    def _slow_heartbeat(self, heartbeat: rs.NodeHeartbeat, index: int) -> Member | rs.HeartbeatDirective:
+    def _slow_heartbeat(
+        self, heartbeat: rs.NodeHeartbeat, index: int
+    ) -> Member | rs.HeartbeatDirective:
         """A heartbeat of a node this replica does not track under that uid."""
         name = heartbeat.node
         if checks.node_id(name) is None:
@@ -246,20 +271,27 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         current = self.outbox.current(name)
         if current is None:
             return rs.HeartbeatDirective(
-                node=name, action=rs.HEARTBEAT_ACTION_REREGISTER,
+                node=name,
+                action=rs.HEARTBEAT_ACTION_REREGISTER,
                 message=f"{name} is not registered (NOT_FOUND): call RegisterNode, then "
-                "heartbeat with the uid it returns")  # fmt: skip
+                "heartbeat with the uid it returns",
+            )
         redirect = self._redirect(name)
         if redirect:
             return rs.HeartbeatDirective(
-                node=name, action=rs.HEARTBEAT_ACTION_REDIRECT, redirect_address=redirect,
-                message=f"{name} is owned by the Resource replica at {redirect}: heartbeat there")  # fmt: skip
+                node=name,
+                action=rs.HEARTBEAT_ACTION_REDIRECT,
+                redirect_address=redirect,
+                message=f"{name} is owned by the Resource replica at {redirect}: heartbeat there",
+            )
         record = current.record()
         if record.uid != heartbeat.uid:
             return rs.HeartbeatDirective(
-                node=name, action=rs.HEARTBEAT_ACTION_REREGISTER,
+                node=name,
+                action=rs.HEARTBEAT_ACTION_REREGISTER,
                 message=f"{name} has uid {record.uid}, not {heartbeat.uid or '(none)'}: it was "
-                "removed and registered again since; register again")  # fmt: skip
+                "removed and registered again since; register again",
+            )
         if record.phase == DEAD:
             return dead_directive(name)
         deadline = self.registry.deadline(self._dead_after)
@@ -267,14 +299,18 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
 
     async def DrainNode(self, request: rs.DrainNodeRequest, context: Any) -> rs.DrainNodeResponse:
         name = node_name(checks.check_drain(request))
-        stored = await self._settle(self.outbox.submit(name, Drain(request.reason, self.replica_id)))
+        stored = await self._settle(
+            self.outbox.submit(name, Drain(request.reason, self.replica_id))
+        )
         assert stored is not None
         member = self.registry.members.get(name)
         if member is not None and member.phase != DEAD:
             member.phase = DRAINING
         return rs.DrainNodeResponse(node=self._node(name, stored))
 
-    async def DeleteNode(self, request: rs.DeleteNodeRequest, context: Any) -> rs.DeleteNodeResponse:
+    async def DeleteNode(
+        self, request: rs.DeleteNodeRequest, context: Any
+    ) -> rs.DeleteNodeResponse:
         name = node_name(checks.check_named(request.name))
         if self.outbox.current(name) is None:
             raise NotFoundError(f"node {name} not found")
@@ -294,7 +330,11 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         nodes skipped count too."""
         page_size = checks.check_list(request)
         phase = _phase_filter(request.phase)
-        names = self.view.names_from(_decode_token(request.page_token)) if request.page_token else self.view.sorted_names()
+        names = (
+            self.view.names_from(_decode_token(request.page_token))
+            if request.page_token
+            else self.view.sorted_names()
+        )
         response = rs.ListNodesResponse()
         selector = dict(request.label_selector)
         for name in names:
@@ -306,11 +346,17 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
             if len(response.nodes) == page_size:
                 response.next_page_token = _encode_token(response.nodes[-1].name)
                 break
-            fill_node(response.nodes.add(), entry.stored(), allocated=self.view.allocated(name),
-                      usage=self.registry.usage(name))  # fmt: skip
+            fill_node(
+                response.nodes.add(),
+                entry.stored(),
+                allocated=self.view.allocated(name),
+                usage=self.registry.usage(name),
+            )
         return response
 
-    async def WatchCluster(self, request: rs.WatchClusterRequest, context: Any) -> AsyncIterator[rs.WatchClusterResponse]:
+    async def WatchCluster(
+        self, request: rs.WatchClusterRequest, context: Any
+    ) -> AsyncIterator[rs.WatchClusterResponse]:
         if request.start_revision < 0:
             raise InvalidArgumentError([FieldViolation("start_revision", "must be >= 0")])
         try:
@@ -344,7 +390,9 @@ def _decode_token(token: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         name = ""
     if checks.node_id(name) is None:
-        raise InvalidArgumentError([FieldViolation("page_token", "is not a token from a previous ListNodes")])
+        raise InvalidArgumentError(
+            [FieldViolation("page_token", "is not a token from a previous ListNodes")]
+        )
     return name
 
 
@@ -354,15 +402,21 @@ class _Metrics:
     def __init__(self, service: ResourceService) -> None:
         self._clock = service.clock
         meter = telemetry.meter("astra.resource")
-        self.heartbeats = meter.create_counter("astra.resource.heartbeats", description="Node heartbeats received")
+        self.heartbeats = meter.create_counter(
+            "astra.resource.heartbeats", description="Node heartbeats received"
+        )
         self._transitions = meter.create_counter(
             "astra.resource.transitions", description="Node transitions written to the store"
         )
         self._queued = meter.create_histogram(
-            "astra.resource.transition.queued", unit="s", description="Time from a transition to its write"
+            "astra.resource.transition.queued",
+            unit="s",
+            description="Time from a transition to its write",
         )
         self._eviction = meter.create_histogram(
-            "astra.resource.eviction", unit="s", description="Time from a node's last heartbeat to DEAD in the store"
+            "astra.resource.eviction",
+            unit="s",
+            description="Time from a node's last heartbeat to DEAD in the store",
         )
         meter.create_observable_gauge(
             "astra.resource.nodes",

@@ -67,9 +67,16 @@ class Register(Transition):
 
     def apply(self, node_id: str, current: Stored | None, now: float) -> Result:
         if current is None:
-            record = NodeRecord(node_id=node_id, uid=self.new_uid, capacity=Quantity(),
-                                phase=NodePhase.READY.value, phase_reason="Registered",
-                                create_time=now, update_time=now, owner=self.writer)  # fmt: skip
+            record = NodeRecord(
+                node_id=node_id,
+                uid=self.new_uid,
+                capacity=Quantity(),
+                phase=NodePhase.READY.value,
+                phase_reason="Registered",
+                create_time=now,
+                update_time=now,
+                owner=self.writer,
+            )
             self.spec.apply_to(record)
             return record
         record = current.record()
@@ -103,8 +110,8 @@ class Drain(Transition):
             return Verdict.NOOP
         if record.phase == NodePhase.DEAD.value:
             raise FailedPreconditionError(
-                f"node {node_name(node_id)} is DEAD ({record.phase_reason}): there is nothing to drain; "
-                "delete it, or register it again first"
+                f"node {node_name(node_id)} is DEAD ({record.phase_reason}): there is "
+                "nothing to drain; delete it, or register it again first"
             )
         record.phase, record.phase_reason = NodePhase.DRAINING.value, self.reason or "Drain"
         record.update_time, record.owner = now, self.writer

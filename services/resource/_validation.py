@@ -67,8 +67,11 @@ def check_register(request: rs.RegisterNodeRequest) -> str:
     for field in ("zone", "accelerator", "agent_version"):
         _check_length(at, getattr(node, field), field, MAX_TEXT)
     if at.require(node.address, "address"):
-        at.check(len(node.address) <= MAX_ADDRESS and not any(c.isspace() for c in node.address),
-                 "address", f"must be a host or host:port of at most {MAX_ADDRESS} characters")
+        at.check(
+            len(node.address) <= MAX_ADDRESS and not any(c.isspace() for c in node.address),
+            "address",
+            f"must be a host or host:port of at most {MAX_ADDRESS} characters",
+        )
     _check_gpus(at, node.gpus)
     violations.raise_if_any()
     return node_id_
@@ -92,20 +95,30 @@ def _check_length(at: Violations, value: str, field: str, limit: int) -> None:
 
 
 def _check_labels(at: Violations, labels: dict[str, str]) -> None:
-    if not at.check(len(labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels, got {len(labels)}"):
+    if not at.check(
+        len(labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels, got {len(labels)}"
+    ):
         return
     for key, value in labels.items():
         field = f'labels["{key[:MAX_TEXT]}"]'
         if not _LABEL_KEY.fullmatch(key):
-            at.add(field, f"key must be 1 to {MAX_TEXT} letters, digits, '-', '_', '.' or '/', "
-                          "starting and ending with a letter or digit")
+            at.add(
+                field,
+                f"key must be 1 to {MAX_TEXT} letters, digits, '-', '_', '.' or '/', "
+                "starting and ending with a letter or digit",
+            )
         elif not _LABEL_VALUE.fullmatch(value):
-            at.add(field, f"value must be at most {MAX_TEXT} letters, digits, '-', '_' or '.', "
-                          "starting and ending with a letter or digit")
+            at.add(
+                field,
+                f"value must be at most {MAX_TEXT} letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit",
+            )
 
 
 def _check_gpus(at: Violations, gpus: list[node_pb2.GpuDevice]) -> None:
-    if not at.check(len(gpus) <= MAX_GPU_DEVICES, "gpus", f"at most {MAX_GPU_DEVICES} GPUs, got {len(gpus)}"):
+    if not at.check(
+        len(gpus) <= MAX_GPU_DEVICES, "gpus", f"at most {MAX_GPU_DEVICES} GPUs, got {len(gpus)}"
+    ):
         return
     for index, gpu in enumerate(gpus):
         entry = at.at("gpus").at(index)
@@ -125,7 +138,9 @@ def check_usage(violations: Violations, usage: node_pb2.NodeUsage) -> None:
 def check_heartbeat_size(request: rs.HeartbeatRequest) -> None:
     violations = Violations()
     count = len(request.heartbeats)
-    violations.check(count <= MAX_HEARTBEATS, "heartbeats", f"at most {MAX_HEARTBEATS} per request, got {count}")
+    violations.check(
+        count <= MAX_HEARTBEATS, "heartbeats", f"at most {MAX_HEARTBEATS} per request, got {count}"
+    )
     violations.raise_if_any()
 
 

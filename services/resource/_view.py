@@ -32,7 +32,9 @@ class ViewNode:
 
     __slots__ = ("name", "data", "mod_revision", "phase", "pool")
 
-    def __init__(self, name: str, data: bytes, mod_revision: int, phase: str, pool: PoolKey) -> None:
+    def __init__(
+        self, name: str, data: bytes, mod_revision: int, phase: str, pool: PoolKey
+    ) -> None:
         self.name = name
         self.data = data
         self.mod_revision = mod_revision
@@ -134,7 +136,11 @@ class ClusterView:
         if start <= self._horizon:
             raise CompactedError(start, self._horizon + 1)
         changed = [name for name, entry in self.nodes.items() if entry.mod_revision >= start]
-        removed = [name for revision, name in self._tombstones if revision >= start and name not in self.nodes]
+        removed = [
+            name
+            for revision, name in self._tombstones
+            if revision >= start and name not in self.nodes
+        ]
         return changed, list(dict.fromkeys(removed))
 
     def take_changes(self) -> tuple[set[str], set[str]]:
@@ -147,7 +153,9 @@ class ClusterView:
 
     async def load(self) -> None:
         """Read every node and allocation at one revision."""
-        result = await self._store.txn((), (Get(keys.NODES, prefix=True), Get(keys.ALLOC, prefix=True)))
+        result = await self._store.txn(
+            (), (Get(keys.NODES, prefix=True), Get(keys.ALLOC, prefix=True))
+        )
         nodes, allocs = result.results
         assert isinstance(nodes, RangeResult) and isinstance(allocs, RangeResult)
         self._reload_allocs(allocs.kvs)
@@ -157,18 +165,30 @@ class ClusterView:
 
     async def follow_nodes(self) -> None:
         """Apply node events forever."""
-        await follow(self._store, keys.NODES, revision=lambda: self.revision, apply=self._node_events,
-                     reload=self._reread_nodes)  # fmt: skip
+        await follow(
+            self._store,
+            keys.NODES,
+            revision=lambda: self.revision,
+            apply=self._node_events,
+            reload=self._reread_nodes,
+        )
 
     async def follow_allocs(self) -> None:
         """Apply allocation events forever."""
-        await follow(self._store, keys.ALLOC, revision=lambda: self.alloc_revision, apply=self._alloc_events,
-                     reload=self._reread_allocs)  # fmt: skip
+        await follow(
+            self._store,
+            keys.ALLOC,
+            revision=lambda: self.alloc_revision,
+            apply=self._alloc_events,
+            reload=self._reread_allocs,
+        )
 
     def _node_events(self, events: list[Event]) -> None:
         for event in events:
             name = node_name(event.kv.key[len(keys.NODES) :])
-            self._set_node(name, None if event.type is EventType.DELETE else event.kv, event.kv.mod_revision)
+            self._set_node(
+                name, None if event.type is EventType.DELETE else event.kv, event.kv.mod_revision
+            )
         self.revision = events[-1].kv.mod_revision
         self._wake(self.revision)
 
@@ -225,7 +245,9 @@ class ClusterView:
             pool = self._pool_keys.setdefault(pool, pool)
             name = old.name if old is not None else name
             data = Stored.of(record, kv.mod_revision).data
-            new = ViewNode(name, data, kv.mod_revision, PHASES.get(record.phase, record.phase), pool)
+            new = ViewNode(
+                name, data, kv.mod_revision, PHASES.get(record.phase, record.phase), pool
+            )
             self.nodes[name] = new
             if old is None:
                 self._sorted = None

@@ -43,7 +43,9 @@ class Replica:
         return self.server.address
 
     async def register(self, name: str, **fields: Any) -> node_pb2.Node:
-        response = await self.stub.RegisterNode(rs.RegisterNodeRequest(node=make_node(name, **fields)), timeout=10)
+        response = await self.stub.RegisterNode(
+            rs.RegisterNodeRequest(node=make_node(name, **fields)), timeout=10
+        )
         assert not response.redirect_address, f"{name} is owned by {response.redirect_address}"
         return response.node
 
@@ -59,19 +61,29 @@ class Replica:
 StartReplica = Callable[..., Awaitable[Replica]]
 
 
-def make_node(name: str, *, cpu_millis: int = 8000, memory_bytes: int = 32 << 30, gpus: int = 0, **fields: Any) -> node_pb2.Node:
+def make_node(
+    name: str, *, cpu_millis: int = 8000, memory_bytes: int = 32 << 30, gpus: int = 0, **fields: Any
+) -> node_pb2.Node:
     """A valid node to register; ``fields`` override any field of ``Node``."""
     node = node_pb2.Node(**({"name": name, "address": "10.0.0.7", "zone": "zone-a"} | fields))
-    node.capacity.cpu_millis, node.capacity.memory_bytes, node.capacity.gpus = cpu_millis, memory_bytes, gpus
+    node.capacity.cpu_millis, node.capacity.memory_bytes, node.capacity.gpus = (
+        cpu_millis,
+        memory_bytes,
+        gpus,
+    )
     return node
 
 
-def heartbeat(node: node_pb2.Node, *, cpu: float = 0.25, memory: int = 1 << 30, gpu: float = 0.0) -> rs.NodeHeartbeat:
+def heartbeat(
+    node: node_pb2.Node, *, cpu: float = 0.25, memory: int = 1 << 30, gpu: float = 0.0
+) -> rs.NodeHeartbeat:
     usage = node_pb2.NodeUsage(cpu_utilization=cpu, memory_used_bytes=memory, gpu_utilization=gpu)
     return rs.NodeHeartbeat(node=node.name, uid=node.uid, usage=usage)
 
 
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02) -> None:
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02
+) -> None:
     """Wait until ``condition()`` (a function or a coroutine function) holds; fail after
     ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -116,7 +128,12 @@ async def start_replica() -> AsyncIterator[StartReplica]:
 
     async def start(store: Store, **options: Any) -> Replica:
         address = f"127.0.0.1:{free_port()}"
-        options = {"dead_after": 2.0, "heartbeat_interval": 0.5, "tick": 0.05, "lease_ttl": 2} | options
+        options = {
+            "dead_after": 2.0,
+            "heartbeat_interval": 0.5,
+            "tick": 0.05,
+            "lease_ttl": 2,
+        } | options
         service = ResourceService(store, address=address, **options)
         server = Server(address, grace=0.1)
         service.add_to(server)

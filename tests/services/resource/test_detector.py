@@ -95,7 +95,9 @@ def test_the_clock_leaves_out_stalls_beyond_its_tolerance():
     assert clock.now() - before < 0.5
 
 
-async def test_a_stalled_replica_does_not_blame_nodes_for_heartbeats_it_could_not_read(store: Store, start_replica):
+async def test_a_stalled_replica_does_not_blame_nodes_for_heartbeats_it_could_not_read(
+    store: Store, start_replica
+):
     replica = await start_replica(store, dead_after=0.5)
     node = await replica.register("nodes/n1")
     call = replica.stub.Heartbeat()
@@ -152,7 +154,9 @@ async def test_a_silent_node_is_dead_within_dead_after_and_a_tick(store: Store, 
     assert (pools["zone-a", ""].ready_nodes, pools["zone-a", ""].dead_nodes) == (1, 1)
 
 
-async def test_a_dead_node_that_heartbeats_is_told_to_register_and_comes_back_ready(store: Store, start_replica):
+async def test_a_dead_node_that_heartbeats_is_told_to_register_and_comes_back_ready(
+    store: Store, start_replica
+):
     replica = await start_replica(store, dead_after=0.3)
     node = await replica.register("nodes/n1")
 
@@ -163,7 +167,9 @@ async def test_a_dead_node_that_heartbeats_is_told_to_register_and_comes_back_re
     call = replica.stub.Heartbeat()
     await call.write(rs.HeartbeatRequest(heartbeats=[heartbeat(node)]))
     directives = (await call.read()).directives
-    assert [(d.node, d.action) for d in directives] == [("nodes/n1", rs.HEARTBEAT_ACTION_REREGISTER)]
+    assert [(d.node, d.action) for d in directives] == [
+        ("nodes/n1", rs.HEARTBEAT_ACTION_REREGISTER)
+    ]
     assert "DEAD" in directives[0].message
 
     back = await replica.register("nodes/n1")

@@ -20,15 +20,24 @@ async def _status(call: object) -> grpc.StatusCode:
 
 
 async def test_draining_an_unknown_node_is_not_found(replica: Replica):
-    assert await _status(replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/ghost"))) is grpc.StatusCode.NOT_FOUND
+    assert (
+        await _status(replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/ghost")))
+        is grpc.StatusCode.NOT_FOUND
+    )
 
 
-async def test_draining_marks_the_node_draining_and_draining_again_changes_nothing(replica: Replica, store: Store):
+async def test_draining_marks_the_node_draining_and_draining_again_changes_nothing(
+    replica: Replica, store: Store
+):
     await replica.register("nodes/n1")
 
-    drained = (await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/n1", reason="PreStop"))).node
+    drained = (
+        await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/n1", reason="PreStop"))
+    ).node
     revision = (await store.get(keys.node("n1"))).mod_revision
-    again = (await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/n1", reason="Other"))).node
+    again = (
+        await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/n1", reason="Other"))
+    ).node
 
     assert (drained.phase, drained.phase_reason) == (node_pb2.NODE_PHASE_DRAINING, "PreStop")
     assert again == drained
@@ -54,12 +63,20 @@ async def test_delete_honours_the_etag_and_then_the_node_is_gone(replica: Replic
     current = await replica.get("nodes/n1")
     await replica.stub.DeleteNode(rs.DeleteNodeRequest(name="nodes/n1", etag=current.etag))
 
-    assert await _status(replica.stub.GetNode(rs.GetNodeRequest(name="nodes/n1"))) is grpc.StatusCode.NOT_FOUND
+    assert (
+        await _status(replica.stub.GetNode(rs.GetNodeRequest(name="nodes/n1")))
+        is grpc.StatusCode.NOT_FOUND
+    )
     assert await store.get(keys.node("n1")) is None
-    assert await _status(replica.stub.DeleteNode(rs.DeleteNodeRequest(name="nodes/n1"))) is grpc.StatusCode.NOT_FOUND
+    assert (
+        await _status(replica.stub.DeleteNode(rs.DeleteNodeRequest(name="nodes/n1")))
+        is grpc.StatusCode.NOT_FOUND
+    )
 
 
-async def test_delete_removes_an_empty_alloc_and_leaves_one_with_replicas(replica: Replica, store: Store):
+async def test_delete_removes_an_empty_alloc_and_leaves_one_with_replicas(
+    replica: Replica, store: Store
+):
     await replica.register("nodes/empty")
     await replica.register("nodes/busy")
     await store.put(keys.alloc("empty"), AllocRecord(node_id="empty").to_bytes())

@@ -31,11 +31,15 @@ def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, obje
             for metric in scope.metrics:
                 for point in metric.data.data_points:
                     value = getattr(point, "value", None)
-                    found.setdefault(metric.name, []).append((dict(point.attributes), value if value is not None else point.count))
+                    found.setdefault(metric.name, []).append(
+                        (dict(point.attributes), value if value is not None else point.count)
+                    )
     return found
 
 
-async def test_transitions_heartbeats_and_evictions_are_measured(metrics: InMemoryMetricReader, store: Store, start_replica):
+async def test_transitions_heartbeats_and_evictions_are_measured(
+    metrics: InMemoryMetricReader, store: Store, start_replica
+):
     replica = await start_replica(store, dead_after=0.3)
     kept, lost = await replica.register("nodes/kept"), await replica.register("nodes/lost")
     call = replica.stub.Heartbeat()
@@ -49,14 +53,21 @@ async def test_transitions_heartbeats_and_evictions_are_measured(metrics: InMemo
     await eventually(lost_is_dead)
     call.cancel()
     written = {"READY": 0, "DRAINING": 1, "DEAD": 1}  # in the view: written, not just decided
-    await eventually(lambda: _nodes(metrics) == written and "astra.resource.eviction" in _points(metrics))
+    await eventually(
+        lambda: _nodes(metrics) == written and "astra.resource.eviction" in _points(metrics)
+    )
     points = _points(metrics)
 
-    transitions = {attributes["kind"]: value for attributes, value in points["astra.resource.transitions"]}
+    transitions = {
+        attributes["kind"]: value for attributes, value in points["astra.resource.transitions"]
+    }
     assert transitions == {"register": 2, "drain": 1, "dead": 1}
     assert sum(value for _, value in points["astra.resource.heartbeats"]) >= 3
     assert [count for _, count in points["astra.resource.eviction"]] == [1]
 
 
 def _nodes(reader: InMemoryMetricReader) -> dict[object, object]:
-    return {attributes["phase"]: value for attributes, value in _points(reader).get("astra.resource.nodes", [])}
+    return {
+        attributes["phase"]: value
+        for attributes, value in _points(reader).get("astra.resource.nodes", [])
+    }

@@ -71,9 +71,18 @@ async def test_transitions_during_an_etcd_outage_are_held_and_written_in_order(
         await eventually(lambda: load.rounds >= 3)
         await asyncio.to_thread(etcd_server.stop)  # threads: the replica shares this loop
         try:
-            drained = (await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/n0", reason="PreStop"), timeout=15)).node
+            drained = (
+                await replica.stub.DrainNode(
+                    rs.DrainNodeRequest(name="nodes/n0", reason="PreStop"), timeout=15
+                )
+            ).node
             load.beating -= {"nodes/n4", "nodes/n5"}  # these two go silent
-            await eventually(lambda: all(replica.service.registry.members[n].phase == "DEAD" for n in ("nodes/n4", "nodes/n5")))
+            await eventually(
+                lambda: all(
+                    replica.service.registry.members[n].phase == "DEAD"
+                    for n in ("nodes/n4", "nodes/n5")
+                )
+            )
             joined = load.nodes["nodes/n6"] = await replica.register("nodes/n6")
             load.beating.add("nodes/n6")
             updated = await replica.register("nodes/n1", cpu_millis=4000)
@@ -82,7 +91,10 @@ async def test_transitions_during_an_etcd_outage_are_held_and_written_in_order(
             rounds = load.rounds
             await eventually(lambda: load.rounds >= rounds + 10)  # heartbeats still flow
 
-            assert (drained.phase, drained.phase_reason) == (node_pb2.NODE_PHASE_DRAINING, "PreStop")
+            assert (drained.phase, drained.phase_reason) == (
+                node_pb2.NODE_PHASE_DRAINING,
+                "PreStop",
+            )
             assert joined.phase == node_pb2.NODE_PHASE_READY and len(joined.uid) == 32
             assert (updated.generation, updated.uid) == (2, nodes["nodes/n1"].uid)
             assert len(replica.service.outbox) == 6
@@ -103,5 +115,7 @@ async def test_transitions_during_an_etcd_outage_are_held_and_written_in_order(
     assert set(history[1:3]) == dead
     assert history[3:] == [("n6", "READY/g1"), ("n1", "READY/g2"), ("n2", "DELETED")]
     assert (await replica.get("nodes/n6")).uid == joined.uid  # the uid answered while held
-    assert {d.node for d in load.directives if d.action == rs.HEARTBEAT_ACTION_DRAIN} == {"nodes/n0"}
+    assert {d.node for d in load.directives if d.action == rs.HEARTBEAT_ACTION_DRAIN} == {
+        "nodes/n0"
+    }
     assert not [d for d in load.directives if d.action != rs.HEARTBEAT_ACTION_DRAIN]

@@ -13,8 +13,12 @@ from astra.store import Store
 from tests.services.resource.conftest import Replica, make_node
 
 
-async def test_registering_a_node_stores_it_ready_with_a_uid_and_generation_1(replica: Replica, store: Store):
-    response = await replica.stub.RegisterNode(rs.RegisterNodeRequest(node=make_node("nodes/n1", labels={"pool": "cheap"})))
+async def test_registering_a_node_stores_it_ready_with_a_uid_and_generation_1(
+    replica: Replica, store: Store
+):
+    response = await replica.stub.RegisterNode(
+        rs.RegisterNodeRequest(node=make_node("nodes/n1", labels={"pool": "cheap"}))
+    )
 
     node = response.node
     assert node.name == "nodes/n1"
@@ -42,7 +46,9 @@ async def test_registering_again_unchanged_is_idempotent(replica: Replica, store
     assert (await store.get(keys.node("n1"))).mod_revision == revision  # nothing written
 
 
-async def test_registering_again_with_changed_capacity_is_a_new_generation_not_a_duplicate(replica: Replica):
+async def test_registering_again_with_changed_capacity_is_a_new_generation_not_a_duplicate(
+    replica: Replica,
+):
     first = await replica.register("nodes/n1", cpu_millis=8000)
 
     updated = await replica.register("nodes/n1", cpu_millis=16000, gpus=2)
@@ -84,7 +90,9 @@ INVALID = {
 
 
 @pytest.mark.parametrize(("node", "field"), INVALID.values(), ids=INVALID.keys())
-async def test_invalid_registrations_answer_invalid_argument_naming_the_field(replica: Replica, store: Store, node, field):
+async def test_invalid_registrations_answer_invalid_argument_naming_the_field(
+    replica: Replica, store: Store, node, field
+):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await replica.stub.RegisterNode(rs.RegisterNodeRequest(node=node))
 
@@ -130,7 +138,10 @@ async def test_list_pages_in_name_order_and_filters_by_phase_and_labels(replica:
 
 
 async def test_list_rejects_a_bad_page_token_and_a_negative_page_size(replica: Replica):
-    for request, field in ((rs.ListNodesRequest(page_token="%%%"), "page_token"), (rs.ListNodesRequest(page_size=-1), "page_size")):
+    for request, field in (
+        (rs.ListNodesRequest(page_token="%%%"), "page_token"),
+        (rs.ListNodesRequest(page_size=-1), "page_size"),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await replica.stub.ListNodes(request)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -24,7 +24,9 @@ from tests.services.resource.conftest import Replica, eventually, heartbeat, mak
 ROOT = Path(__file__).resolve().parents[3]
 
 
-async def _register_at_owner(stubs: dict[str, rs_grpc.ResourceServiceStub], first: str, name: str) -> tuple[str, node_pb2.Node]:
+async def _register_at_owner(
+    stubs: dict[str, rs_grpc.ResourceServiceStub], first: str, name: str
+) -> tuple[str, node_pb2.Node]:
     """Register ``name`` where the replica at ``first`` says; returns the owner's address."""
     request = rs.RegisterNodeRequest(node=make_node(name))
     response = await stubs[first].RegisterNode(request, timeout=10)
@@ -36,7 +38,9 @@ async def _register_at_owner(stubs: dict[str, rs_grpc.ResourceServiceStub], firs
     return owner, again.node
 
 
-async def test_two_replicas_split_the_nodes_and_redirect_to_the_owner(etcd_store: Store, start_replica):
+async def test_two_replicas_split_the_nodes_and_redirect_to_the_owner(
+    etcd_store: Store, start_replica
+):
     a = await start_replica(etcd_store)
     b = await start_replica(etcd_store)
 
@@ -54,7 +58,10 @@ async def test_two_replicas_split_the_nodes_and_redirect_to_the_owner(etcd_store
         await call.write(rs.HeartbeatRequest(heartbeats=[heartbeat(node)]))
         (directive,) = (await call.read()).directives
         call.cancel()
-        assert (directive.action, directive.redirect_address) == (rs.HEARTBEAT_ACTION_REDIRECT, owner)
+        assert (directive.action, directive.redirect_address) == (
+            rs.HEARTBEAT_ACTION_REDIRECT,
+            owner,
+        )
         assert name in _owned(a) | _owned(b)
     assert _owned(a) & _owned(b) == set()
 
@@ -64,15 +71,35 @@ def _owned(replica: Replica) -> set[str]:
 
 
 @contextlib.contextmanager
-def _replica_process(etcd: EtcdProcess, *, dead_after: float, lease_ttl: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def _replica_process(
+    etcd: EtcdProcess, *, dead_after: float, lease_ttl: int
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.resource", "--store-url", etcd.url, "--api-address", f"127.0.0.1:{port}",
-         "--dead-after", str(dead_after), "--heartbeat-interval", "0.2", "--lease-ttl", str(lease_ttl),
-         "--log-level", "WARNING"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "services.resource",
+            "--store-url",
+            etcd.url,
+            "--api-address",
+            f"127.0.0.1:{port}",
+            "--dead-after",
+            str(dead_after),
+            "--heartbeat-interval",
+            "0.2",
+            "--lease-ttl",
+            str(lease_ttl),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         wait_for_port(port, timeout=60, process=process)
         yield f"127.0.0.1:{port}", process
@@ -86,9 +113,17 @@ class _Agents:
     """Agents of many nodes: every round each node heartbeats the replica it was last told
     is its owner; a redirect moves it, a replica that does not answer sends it to ``fallback``."""
 
-    def __init__(self, nodes: dict[str, node_pb2.Node], targets: dict[str, str], channels: dict[str, grpc.aio.Channel], fallback: str) -> None:
+    def __init__(
+        self,
+        nodes: dict[str, node_pb2.Node],
+        targets: dict[str, str],
+        channels: dict[str, grpc.aio.Channel],
+        fallback: str,
+    ) -> None:
         self.nodes, self.targets, self._fallback = nodes, targets, fallback
-        self._stubs = {address: rs_grpc.ResourceServiceStub(channel) for address, channel in channels.items()}
+        self._stubs = {
+            address: rs_grpc.ResourceServiceStub(channel) for address, channel in channels.items()
+        }
         self.quiet_rounds = 0  # rounds in a row where every node was accepted where it went
         self.reregistered: list[str] = []
 
@@ -96,7 +131,9 @@ class _Agents:
         quiet = True
         for address in set(self.targets.values()):
             names = [name for name, target in self.targets.items() if target == address]
-            request = rs.HeartbeatRequest(heartbeats=[heartbeat(self.nodes[name]) for name in names])
+            request = rs.HeartbeatRequest(
+                heartbeats=[heartbeat(self.nodes[name]) for name in names]
+            )
             try:
                 call = self._stubs[address].Heartbeat(timeout=2)
                 await call.write(request)
@@ -139,18 +176,29 @@ async def test_when_a_replica_dies_its_nodes_move_to_the_others_without_being_de
     with _replica_process(etcd_server, dead_after=dead_after, lease_ttl=2) as (doomed, process):
         await eventually(lambda: len(survivor.service.ownership.replicas) == 2, timeout=30)
         channels = {survivor.address: survivor.channel, doomed: grpc.aio.insecure_channel(doomed)}
-        stubs = {address: rs_grpc.ResourceServiceStub(channel) for address, channel in channels.items()}
-        registered = {f"nodes/n{i}": await _register_at_owner(stubs, survivor.address, f"nodes/n{i}") for i in range(20)}
+        stubs = {
+            address: rs_grpc.ResourceServiceStub(channel) for address, channel in channels.items()
+        }
+        registered = {
+            f"nodes/n{i}": await _register_at_owner(stubs, survivor.address, f"nodes/n{i}")
+            for i in range(20)
+        }
         moved = {name for name, (owner, _) in registered.items() if owner == doomed}
         assert moved, "no node landed on the replica to kill"
-        agents = _Agents({n: node for n, (_, node) in registered.items()}, {n: owner for n, (owner, _) in registered.items()},
-                         channels, fallback=survivor.address)  # fmt: skip
+        agents = _Agents(
+            {n: node for n, (_, node) in registered.items()},
+            {n: owner for n, (owner, _) in registered.items()},
+            channels,
+            fallback=survivor.address,
+        )
         watch = survivor.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
         dead_seen: list[str] = []
 
         async def follow() -> None:
             async for message in watch:
-                dead_seen.extend(node.name for node in message.nodes if node.phase == node_pb2.NODE_PHASE_DEAD)
+                dead_seen.extend(
+                    node.name for node in message.nodes if node.phase == node_pb2.NODE_PHASE_DEAD
+                )
 
         async with _running(agents.run()), _running(follow()):
             await eventually(lambda: agents.quiet_rounds >= 3, timeout=20)
@@ -158,8 +206,12 @@ async def test_when_a_replica_dies_its_nodes_move_to_the_others_without_being_de
             killed = time.monotonic()
             await eventually(lambda: len(survivor.service.ownership.replicas) == 1, timeout=30)
             await eventually(lambda: moved <= survivor.service.registry.members.keys(), timeout=10)
-            await eventually(lambda: agents.quiet_rounds >= 5, timeout=20)  # all accepted at the survivor
-            await asyncio.sleep(max(0.0, killed + 3 * dead_after + 2 - time.monotonic()))  # past any grace
+            await eventually(
+                lambda: agents.quiet_rounds >= 5, timeout=20
+            )  # all accepted at the survivor
+            await asyncio.sleep(
+                max(0.0, killed + 3 * dead_after + 2 - time.monotonic())
+            )  # past any grace
         await channels[doomed].close()
 
     assert dead_seen == []

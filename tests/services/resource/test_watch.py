@@ -53,7 +53,9 @@ async def test_a_subscriber_gets_a_snapshot_of_every_node_and_pool_then_progress
     assert (l4.capacity.cpu_millis, l4.capacity.gpus, l4.free.gpus) == (16000, 2, 2)
 
 
-async def test_deltas_carry_changed_nodes_removals_and_only_the_pools_that_changed(replica: Replica):
+async def test_deltas_carry_changed_nodes_removals_and_only_the_pools_that_changed(
+    replica: Replica,
+):
     await _register_fleet(replica)
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
     snapshot = await _snapshot(watch)
@@ -65,7 +67,9 @@ async def test_deltas_carry_changed_nodes_removals_and_only_the_pools_that_chang
     watch.cancel()
 
     assert not drained.snapshot and drained.revision > snapshot.revision
-    assert [(node.name, node.phase) for node in drained.nodes] == [("nodes/a1", node_pb2.NODE_PHASE_DRAINING)]
+    assert [(node.name, node.phase) for node in drained.nodes] == [
+        ("nodes/a1", node_pb2.NODE_PHASE_DRAINING)
+    ]
     l4 = _pools(drained)["nvidia-l4", "zone-a"]
     assert _pools(drained).keys() == {("nvidia-l4", "zone-a")}
     assert (l4.ready_nodes, l4.draining_nodes, l4.capacity.gpus) == (1, 1, 1)
@@ -98,7 +102,9 @@ async def test_a_subscriber_resumes_from_a_revision_with_only_what_it_missed(rep
     await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/a1"))
     await replica.stub.DeleteNode(rs.DeleteNodeRequest(name="nodes/b1"))
     await replica.register("nodes/c1", zone="zone-c")
-    resumed = replica.stub.WatchCluster(rs.WatchClusterRequest(start_revision=snapshot.revision + 1))
+    resumed = replica.stub.WatchCluster(
+        rs.WatchClusterRequest(start_revision=snapshot.revision + 1)
+    )
     caught_up = await _next(resumed)
     await replica.stub.DrainNode(rs.DrainNodeRequest(name="nodes/a2"))
     live = await _next(resumed)
@@ -114,7 +120,9 @@ async def test_a_subscriber_resumes_from_a_revision_with_only_what_it_missed(rep
     assert [node.name for node in live.nodes] == ["nodes/a2"]
 
 
-async def test_resuming_before_what_a_replica_remembers_is_out_of_range(store: Store, start_replica):
+async def test_resuming_before_what_a_replica_remembers_is_out_of_range(
+    store: Store, start_replica
+):
     first = await start_replica(store)
     await _register_fleet(first)
     late = await start_replica(store)  # its memory of removals starts now
@@ -146,11 +154,15 @@ async def test_usage_reaches_only_subscribers_that_want_it_and_only_when_it_move
 
     assert [round(n.usage.cpu_utilization, 2) for n in first.nodes] == [0.2]
     assert [round(n.usage.cpu_utilization, 2) for n in second.nodes] == [0.9]
-    assert [n.phase for n in transition.nodes] == [node_pb2.NODE_PHASE_DRAINING]  # no usage delta before it
+    assert [n.phase for n in transition.nodes] == [
+        node_pb2.NODE_PHASE_DRAINING
+    ]  # no usage delta before it
     assert not transition.nodes[0].HasField("usage")
 
 
-async def test_allocations_show_on_the_node_and_in_the_pools_free_resources(replica: Replica, store: Store):
+async def test_allocations_show_on_the_node_and_in_the_pools_free_resources(
+    replica: Replica, store: Store
+):
     await replica.register("nodes/n1", cpu_millis=8000, gpus=2, accelerator="nvidia-l4")
     watch = replica.stub.WatchCluster(rs.WatchClusterRequest(omit_usage=True))
     await _snapshot(watch)
