@@ -10,7 +10,7 @@ import click
 import astra
 from astra import server
 from astra._log import configure_logging
-from astra.cli import _ops, _up
+from astra.cli import _local, _ops, _up
 from astra.cli._deploy import deploy
 from astra.cli._health import health
 from astra.cli._infer import infer
@@ -53,10 +53,20 @@ def main() -> None:
 
 @main.command()
 @settings_options
-def up(settings: Settings) -> None:
-    """Run AstraRay on this machine (embedded store by default) until Ctrl-C or SIGTERM."""
+@click.option(
+    "--agent/--no-agent", default=True, show_default=True,
+    help="run a node agent with a local Ray on this machine",
+)
+@click.option(
+    "--demo/--no-demo", default=True, show_default=True,
+    help="deploy the demo app (needs the agent to serve)",
+)  # fmt: skip
+def up(settings: Settings, agent: bool, demo: bool) -> None:
+    """Run AstraRay on this machine (embedded store by default) until Ctrl-C or SIGTERM:
+    the four services, a node agent with a local Ray and a demo app."""
     configure_logging(settings.log_level)
-    server.run(_up.up(settings))
+    local = (*((_local.local_agent,) if agent else ()), *((_local.demo_app,) if demo else ()))
+    server.run(_up.up(settings, (*_up.COMPONENTS, *local)))
 
 
 @main.command()

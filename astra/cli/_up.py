@@ -112,22 +112,35 @@ async def run_components(
     propagates.
     """
     async with contextlib.AsyncExitStack() as stack:
-        for component in components:
-            await stack.enter_async_context(component(runtime))
-        _log.info("AstraRay is up; Ctrl-C or SIGTERM stops it")
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            for component in components:
+                # A slow start (replicas coming up) is abandoned when ``stop`` is set.
+                entering = asyncio.ensure_future(stack.enter_async_context(component(runtime)))
+                await asyncio.wait((entering, stopping), return_when=asyncio.FIRST_COMPLETED)
+                if not entering.done():
+                    entering.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await entering
+                    break
+                entering.result()
+            else:
+                _log.info("AstraRay is up; Ctrl-C or SIGTERM stops it")
+                await stopping
+        finally:
+            stopping.cancel()
         _log.info("shutting down")
     _log.info("stopped")
 
 
-async def up(settings: Settings) -> None:
-    """Run :data:`COMPONENTS` until SIGINT or SIGTERM."""
+async def up(settings: Settings, components: Sequence[Component] = COMPONENTS) -> None:
+    """Run ``components`` until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_components(Runtime(settings), COMPONENTS, stop)
+        await run_components(Runtime(settings), components, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
