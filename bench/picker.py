@@ -94,7 +94,9 @@ def main() -> None:
     results = {}
     for size in SIZES:
         native, per_call, python = results[size] = measure(size, timing)
-        print(f"{size:<12,}{native:>12.1f}{per_call:>14.1f}{python:>12.1f}{python / native:>15.1f}x")
+        print(
+            f"{size:<12,}{native:>12.1f}{per_call:>14.1f}{python:>12.1f}{python / native:>15.1f}x"
+        )
     verdict = "met" if results[TARGET_SIZE][0] <= TARGET_NS else "MISSED"
     print(f"target: <= {TARGET_NS:.0f} ns per pick at {TARGET_SIZE:,} endpoints, native: {verdict}")
 

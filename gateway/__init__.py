@@ -1,1 +1,34 @@
-"""The inference gateway: Open Inference Protocol front with an adaptive SWRR picker."""
+"""The inference gateway: an Open Inference Protocol front that routes each ModelInfer
+to a ready replica of its model version with an adaptive smooth weighted round robin.
+
+- :class:`Gateway`: the server; :func:`gateway_command` runs it (``astra gateway``,
+  ``python -m gateway``), :func:`gateway_component` in ``astra up``.
+- :class:`WeightPolicy`: how endpoint weights adapt, ejection and probing; the formula
+  and its defaults are in :mod:`gateway._weights`.
+- :class:`Picker`, :class:`Router`, :func:`model_of`: the routing core, in C++
+  (``gateway._core``) unless ``ASTRA_PURE_PYTHON=1`` selects the pure-Python twin; the
+  algorithm and its smoothness bound are in :mod:`gateway._picker`.
+- :data:`REFUSED`, :data:`IDEMPOTENT`: the metadata of the retry rules
+  (:mod:`gateway._forward`).
+"""
+
+from gateway._cli import gateway_command
+from gateway._component import gateway_component
+from gateway._forward import IDEMPOTENT, REFUSED
+from gateway._gateway import Gateway
+from gateway._native import IMPLEMENTATION, MAX_WEIGHT, Picker, Router, model_of
+from gateway._weights import WeightPolicy
+
+__all__ = [
+    "IDEMPOTENT",
+    "IMPLEMENTATION",
+    "MAX_WEIGHT",
+    "REFUSED",
+    "Gateway",
+    "Picker",
+    "Router",
+    "WeightPolicy",
+    "gateway_command",
+    "gateway_component",
+    "model_of",
+]

@@ -18,6 +18,17 @@ class WireError(ValueError):
     """The bytes are not a protobuf message."""
 
 
+def encode_varint(value: int) -> bytes:
+    """``value`` (>= 0) as a varint."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     """The varint at ``at`` and the position after it."""
     value = shift = 0

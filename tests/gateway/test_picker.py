@@ -19,9 +19,13 @@ DRIFT = 2.0**-26
 
 weights = st.one_of(st.integers(1, 4), st.integers(1, MAX_WEIGHT), st.just(MAX_WEIGHT))
 slots = st.integers(0, 63)
-updates = st.lists(st.tuples(slots, st.one_of(st.just(0), weights)), max_size=6, unique_by=lambda c: c[0])
+updates = st.lists(
+    st.tuples(slots, st.one_of(st.just(0), weights)), max_size=6, unique_by=lambda c: c[0]
+)
 operations = st.lists(
-    st.one_of(st.tuples(st.just("pick"), st.integers(1, 120)), st.tuples(st.just("update"), updates)),
+    st.one_of(
+        st.tuples(st.just("pick"), st.integers(1, 120)), st.tuples(st.just("update"), updates)
+    ),
     max_size=25,
 )
 first = st.lists(st.tuples(slots, weights), min_size=1, max_size=24, unique_by=lambda c: c[0])
@@ -98,7 +102,10 @@ def test_lag_stays_within_one_pick_through_any_updates(
             since_update += 1
             tolerance = since_update * DRIFT + 1e-9
             for other, _ in picker.weights():
-                assert -1 - tolerance < picker.lag(other) < 1 + tolerance, (other, picker.lag(other))
+                assert -1 - tolerance < picker.lag(other) < 1 + tolerance, (
+                    other,
+                    picker.lag(other),
+                )
         elapsed = picker.virtual_time - start
         for slot, weight in picker.weights():
             assert abs(got.get(slot, 0) - weight * elapsed) < 2 + 2 * since_update * DRIFT + 1e-6
@@ -140,7 +147,7 @@ def test_removed_endpoints_are_never_picked(core: Any) -> None:
     picker.update([(1, 5), (2, 5), (3, 5)])
     picker.update([(2, 0), (9, 0)])  # removing an absent slot is a no-op
     assert picker.weights() == [(1, 5), (3, 5)] and 2 not in picker and len(picker) == 2
-    assert set(picker.pick() for _ in range(50)) == {1, 3}
+    assert {picker.pick() for _ in range(50)} == {1, 3}
     picker.update([(1, 0), (3, 0)])
     assert picker.pick() == -1 and len(picker) == 0
 
@@ -157,7 +164,9 @@ def test_an_empty_picker_picks_nothing(core: Any) -> None:
         ([(1, 2), (1, 3)], "given twice"),
     ],
 )
-def test_bad_updates_are_refused_and_change_nothing(core: Any, changes: list[tuple[int, int]], message: str) -> None:
+def test_bad_updates_are_refused_and_change_nothing(
+    core: Any, changes: list[tuple[int, int]], message: str
+) -> None:
     picker = core.Picker()
     picker.update([(5, 1)])
     with pytest.raises(ValueError, match=message):

@@ -10,9 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
+from gateway._wire import encode_varint as varint
 from tests.gateway.conftest import native_core, python_core
 
-relaxed = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+relaxed = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def request(name: str = "resnet", version: str = "2", **fields: Any) -> bytes:
@@ -23,16 +26,6 @@ def request(name: str = "resnet", version: str = "2", **fields: Any) -> bytes:
     message.raw_input_contents.append(b"\x00" * 16)
     message.outputs.add(name="y")
     return message.SerializeToString()
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def field(number: int, wire_type: int, payload: bytes) -> bytes:
@@ -97,8 +90,12 @@ def test_invalid_utf8_is_replaced_in_names_read_back(core: Any) -> None:
     blobs=st.lists(st.binary(max_size=300), max_size=4),
     identifier=st.text(max_size=10),
 )
-def test_any_request_reads_as_protobuf_reads_it(name: str, version: str, blobs: list[bytes], identifier: str) -> None:
-    message = pb.ModelInferRequest(model_name=name, model_version=version, id=identifier, raw_input_contents=blobs)
+def test_any_request_reads_as_protobuf_reads_it(
+    name: str, version: str, blobs: list[bytes], identifier: str
+) -> None:
+    message = pb.ModelInferRequest(
+        model_name=name, model_version=version, id=identifier, raw_input_contents=blobs
+    )
     data = message.SerializeToString()
     assert native_core().model_of(data) == python_core().model_of(data) == (name, version)
 

@@ -1,0 +1,50 @@
+"""``astra gateway``: run the inference gateway on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+
+from astra import server, telemetry
+from astra._log import configure_logging
+from astra.cli._options import settings_options
+from astra.config import Settings
+from gateway._gateway import Gateway
+
+
+@click.command(name="gateway")
+@settings_options
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="route only this model (repeatable; default: every model)",
+)
+def gateway_command(settings: Settings, models: tuple[str, ...]) -> None:
+    """Run the inference gateway until SIGTERM or Ctrl-C: the Open Inference Protocol on
+    --gateway-address, routed by the Scheduler's routes at --api-address."""
+    configure_logging(settings.log_level)
+    server.run(_serve(settings, models))
+
+
+async def _serve(settings: Settings, models: tuple[str, ...]) -> None:
+    telemetry.configure(settings.otel)
+    gateway = Gateway(
+        scheduler=settings.api_address,
+        address=settings.gateway_address,
+        models=models,
+        grace=settings.shutdown_grace,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with gateway:
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        telemetry.shutdown()

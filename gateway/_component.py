@@ -1,0 +1,27 @@
+"""The gateway as a component of ``astra up``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from gateway._gateway import Gateway
+
+if TYPE_CHECKING:
+    from astra.cli import Runtime
+
+
+@contextlib.asynccontextmanager
+async def gateway_component(runtime: Runtime) -> AsyncIterator[None]:
+    """Serve the gateway on ``gateway_address``, routing by the Scheduler on
+    ``runtime.api``; put it after ``api_server``, so that the routes are served when
+    it starts and it stops first."""
+    settings = runtime.settings
+    gateway = Gateway(
+        scheduler=runtime.api.address,
+        address=settings.gateway_address,
+        grace=settings.shutdown_grace,
+    )
+    async with gateway:
+        yield

@@ -1,0 +1,197 @@
+"""ModelInfer through the gateway: route the request's bytes, forward them untouched,
+and retry once on another endpoint when that is safe.
+
+A request is retried (once, on another endpoint of its route) when it failed before any
+replica could have run it: the connection to the replica could not be made, or the
+replica refused it while draining (UNAVAILABLE with the :data:`REFUSED` trailer).
+Anything that may have run is retried only when the request is marked idempotent
+(:data:`IDEMPOTENT` metadata) and failed with one of :data:`IDEMPOTENT_RETRY`. The
+client's deadline goes to the replica: each attempt gets the time the client has left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import grpc
+
+from gateway import _native
+from gateway._endpoints import Member, State
+from gateway._health import Health
+from gateway._table import Table
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+#: The trailer with which a replica says it refused a request without running it.
+REFUSED = "x-astra-refused"
+#: Request metadata (``true`` or ``1``) marking a request safe to run twice.
+IDEMPOTENT = "x-astra-idempotent"
+#: How gRPC words a call that never reached the server.
+CONNECT_FAILURES = ("failed to connect to all addresses", "DNS resolution failed")
+#: Failures of a replica's making: they count towards its ejection.
+REPLICA_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+#: Failures that lower a replica's weight.
+ERRORS = REPLICA_FAULTS | {grpc.StatusCode.RESOURCE_EXHAUSTED}
+#: What an idempotent request is retried on.
+IDEMPOTENT_RETRY = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+#: Request metadata that belongs to the hop, not the request.
+_HOP = frozenset({"user-agent"})
+
+
+def refused(error: grpc.aio.AioRpcError) -> bool:
+    """The replica refused the request without running it (it is draining)."""
+    return error.code() == grpc.StatusCode.UNAVAILABLE and any(
+        key == REFUSED for key, _ in error.trailing_metadata() or ()
+    )
+
+
+def never_sent(error: grpc.aio.AioRpcError) -> bool:
+    """The call failed before a connection to the replica existed."""
+    return error.code() == grpc.StatusCode.UNAVAILABLE and (error.details() or "").startswith(
+        CONNECT_FAILURES
+    )
+
+
+def forwarded(metadata: Sequence[Any] | None) -> Metadata:
+    """The client's metadata that goes on to the replica (tracing headers included)."""
+    return tuple(
+        (item.key, item.value)
+        for item in metadata or ()
+        if item.key not in _HOP and not item.key.startswith(("grpc-", ":"))
+    )
+
+
+def idempotent(metadata: Metadata) -> bool:
+    return any(key == IDEMPOTENT and value in ("true", "1") for key, value in metadata)
+
+
+class Forwarder:
+    """The ModelInfer handler: raw request bytes in, raw response bytes out."""
+
+    def __init__(self, table: Table, health: Health) -> None:
+        self._table = table
+        self._health = health
+
+    async def __call__(self, request: bytes, context: Context) -> bytes:
+        table = self._table
+        slot = table.router.route(request)
+        if slot < 0:
+            await self._unroutable(slot, request, context)
+        member = table.slots[slot]
+        assert member is not None, "a picker answered a free slot"
+        metadata = forwarded(context.invocation_metadata())
+        try:
+            return await self._send(member, request, context, metadata)
+        except grpc.aio.AioRpcError as error:
+            retry = not_executed = refused(error) or never_sent(error)
+            if not not_executed:
+                retry = error.code() in IDEMPOTENT_RETRY and idempotent(metadata)
+            other = self._other(member) if retry else None
+            if other is None:
+                await _abort(context, error)
+        try:
+            return await self._send(other, request, context, metadata)
+        except grpc.aio.AioRpcError as error:
+            await _abort(context, error)
+
+    async def _send(
+        self, member: Member, request: bytes, context: Context, metadata: Metadata
+    ) -> bytes:
+        timeout = context.time_remaining()
+        if timeout is not None and timeout <= 0:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the request was sent"
+            )
+        endpoint = member.endpoint
+        endpoint.in_flight += 1
+        start = time.perf_counter()
+        try:
+            response: bytes = await endpoint.infer(
+                request, timeout=timeout, metadata=metadata or None
+            )
+        except grpc.aio.AioRpcError as error:
+            self._observe(member, error, time.perf_counter() - start)
+            raise
+        else:
+            member.samples += 1
+            member.sample_seconds += time.perf_counter() - start
+            endpoint.failures_in_row = 0
+            return response
+        finally:
+            endpoint.in_flight -= 1
+            if endpoint.retired and not endpoint.in_flight:
+                self._table.release(endpoint)
+
+    def _observe(self, member: Member, error: grpc.aio.AioRpcError, seconds: float) -> None:
+        code = error.code()
+        if refused(error):
+            self._health.refused(member.endpoint)
+        elif code in ERRORS:
+            member.failed += 1
+            member.failed_seconds += seconds
+            if code in REPLICA_FAULTS:
+                self._health.failed(member.endpoint)
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            member.samples += 1  # out of time: at least this slow
+            member.sample_seconds += seconds
+
+    def _other(self, member: Member) -> Member | None:
+        """Another endpoint of the member's route, by its picker, if it has one."""
+        picker = member.route.picker
+        for _ in range(min(len(picker), 8)):
+            slot = picker.pick()
+            if slot != member.slot:
+                return self._table.slots[slot]
+        return None
+
+    async def _unroutable(self, code: int, request: bytes, context: Context) -> NoReturn:
+        if code == _native.MALFORMED:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the request is not a ModelInferRequest"
+            )
+        model, version = _native.model_of(request)
+        route = self._table.route(model, version)
+        if route is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, unknown(self._table, model, version))
+        states = [member.endpoint.state for member in route.members.values()]
+        detail = ", ".join(
+            f"{states.count(state)} {state.value}" for state in State if states.count(state)
+        )
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"model {route.name} has no ready endpoint ({detail or 'none listed'})",
+        )
+        raise AssertionError("abort returned")
+
+
+def unknown(table: Table, model: str, version: str) -> str:
+    """Why ``(model, version)`` is not found."""
+    versions = table.versions(model)
+    if not versions:
+        return f"model {model!r} is not served"
+    listed = ", ".join(repr(known) for known in versions)
+    return f"model {model!r} has no version {version!r} (versions: {listed})"
+
+
+async def _abort(context: Context, error: grpc.aio.AioRpcError) -> NoReturn:
+    """End the call with the replica's status, details and trailers."""
+    await context.abort(error.code(), error.details() or "", error.trailing_metadata() or ())
+    raise AssertionError("abort returned")

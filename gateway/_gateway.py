@@ -1,0 +1,117 @@
+"""The gateway process: its server, the routes it follows, and its background work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Self
+
+from astra.server import Server
+from gateway import _native
+from gateway._endpoints import Endpoint
+from gateway._forward import Forwarder
+from gateway._front import inference_service
+from gateway._health import Health
+from gateway._orca import follow_reports
+from gateway._routes import RouteWatcher
+from gateway._table import Table
+from gateway._weights import WeightPolicy
+
+_log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """The inference gateway: serves ``inference.GRPCInferenceService`` (plus health
+    and reflection) on ``address`` and routes each ModelInfer to a ready endpoint of
+    its model version, by the routes the Scheduler at ``scheduler`` streams.
+
+    >>> async with Gateway(scheduler="127.0.0.1:7100", address="127.0.0.1:8001") as gateway:
+    ...     await gateway.synced(timeout=5)
+    ...     await gateway.wait()
+
+    Args:
+        scheduler: the Scheduler's ``host:port`` (WatchRoutes).
+        address: where to listen; port 0 picks a free one.
+        policy: weights, ejection and probing (see :mod:`gateway._weights`).
+        models: route only these models (empty: all).
+        grace: seconds in-flight requests get to finish on shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        scheduler: str,
+        address: str = "127.0.0.1:8001",
+        policy: WeightPolicy | None = None,
+        models: Sequence[str] = (),
+        grace: float = 5.0,
+    ) -> None:
+        self.policy = policy or WeightPolicy()
+        self.server = Server(address, grace=grace)
+        self._open: set[Endpoint] = set()  # endpoints whose channel is not closed yet
+        self.table = Table(
+            self.policy, clock=time.monotonic, on_retired=self._retired, on_added=self._added
+        )
+        self.health = Health(self.table, lambda work, name: self.server.spawn(work, name=name))
+        self.routes = RouteWatcher(scheduler, self.table.apply, models=models)
+        self.server.add_generic_handler(
+            inference_service(self.table, Forwarder(self.table, self.health))
+        )
+
+    @property
+    def address(self) -> str:
+        """``host:port`` it listens on."""
+        return self.server.address
+
+    async def start(self) -> None:
+        """Listen, then follow the routes and recompute weights in the background."""
+        await self.server.start()
+        self.server.spawn(self.routes.run(), name="gateway.routes")
+        self.server.spawn(self._reweigh(), name="gateway.weights")
+        _log.info("gateway on %s (%s routing core)", self.address, _native.IMPLEMENTATION)
+
+    async def synced(self, timeout: float | None = None) -> None:
+        """Return once the first snapshot of the routes is in.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self.routes.synced.wait(), timeout)
+
+    async def wait(self) -> None:
+        """Return once the gateway has shut down."""
+        await self.server.wait()
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop taking requests, let those in flight finish (``grace`` seconds), stop the
+        background work and close every channel. Idempotent."""
+        await self.server.shutdown(grace)
+        await self.routes.close()
+        for endpoint in list(self._open):
+            await self._close(endpoint)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def _reweigh(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.interval)
+            self.table.reweigh()
+
+    def _added(self, endpoint: Endpoint) -> None:
+        self._open.add(endpoint)
+        reports = follow_reports(endpoint, self.policy)
+        self.server.spawn(reports, name=f"gateway.reports {endpoint.address}")
+
+    def _retired(self, endpoint: Endpoint) -> None:
+        self.server.spawn(self._close(endpoint), name=f"gateway.close {endpoint.address}")
+
+    async def _close(self, endpoint: Endpoint) -> None:
+        self._open.discard(endpoint)
+        await endpoint.channel.close()
