@@ -154,24 +154,6 @@ def _node(index: int) -> node_pb2.Node:
     return node
 
 
-async def register(
-    stub: rs_grpc.ResourceServiceStub, indexes: range, *, concurrency: int = 256
-) -> dict[str, str]:
-    """Register the nodes numbered ``indexes``; returns each one's uid by name."""
-    uids: dict[str, str] = {}
-    pending = iter(indexes)
-
-    async def worker() -> None:
-        for index in pending:
-            response = await stub.RegisterNode(
-                rs.RegisterNodeRequest(node=_node(index)), timeout=60
-            )
-            uids[response.node.name] = response.node.uid
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return uids
-
-
 def _heartbeat(name: str, uid: str) -> rs.NodeHeartbeat:
     usage = node_pb2.NodeUsage(
         cpu_utilization=random.random(),
@@ -182,9 +164,9 @@ def _heartbeat(name: str, uid: str) -> rs.NodeHeartbeat:
 
 
 class Fleet:
-    """The nodes' heartbeats: one stream per batch of nodes, started as soon as the batch
-    is registered, each sending its batch every interval. Nodes can be silenced; the time
-    of each one's last heartbeat is then recorded."""
+    """The nodes' heartbeats: one stream per batch of nodes, each sending its batch every
+    interval. A node heartbeats from the moment its registration returns. Nodes can be
+    silenced; the time of each one's last heartbeat is then recorded."""
 
     def __init__(self, stub: rs_grpc.ResourceServiceStub, interval: float) -> None:
         self._stub = stub
@@ -193,18 +175,31 @@ class Fleet:
         self.requests: list[rs.HeartbeatRequest] = []
         self._last_sent: list[float] = []
         self._leaving: dict[int, set[str]] = {}
+        self._changed: set[int] = set()  # batches whose request must be built again
         self._streams: list[asyncio.Task[None]] = []
         #: Silenced nodes and when their last heartbeat was sent (once known).
         self.last_heartbeat: dict[str, float] = {}
         #: The latest a heartbeat request left after it was due (this process's own lag).
         self.worst_lag = 0.0
 
-    def add(self, uids: dict[str, str]) -> None:
-        """Start heartbeating a batch of registered nodes (name -> uid)."""
-        self._batches.append({name: _heartbeat(name, uid) for name, uid in sorted(uids.items())})
-        self.requests.append(rs.HeartbeatRequest(heartbeats=self._batches[-1].values()))
+    async def join(self, indexes: range, *, concurrency: int = 256) -> None:
+        """Register the nodes numbered ``indexes`` as one new batch."""
+        index = len(self._batches)
+        batch: dict[str, rs.NodeHeartbeat] = {}
+        self._batches.append(batch)
+        self.requests.append(rs.HeartbeatRequest())
         self._last_sent.append(0.0)
-        self._streams.append(asyncio.create_task(self._stream(len(self._batches) - 1)))
+        self._streams.append(asyncio.create_task(self._stream(index)))
+        pending = iter(indexes)
+
+        async def worker() -> None:
+            for number in pending:
+                request = rs.RegisterNodeRequest(node=_node(number))
+                node = (await self._stub.RegisterNode(request, timeout=60)).node
+                batch[node.name] = _heartbeat(node.name, node.uid)
+                self._changed.add(index)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
 
     def names(self) -> list[str]:
         return [name for batch in self._batches for name in batch]
@@ -217,7 +212,7 @@ class Fleet:
                 for name in leaving:
                     del batch[name]
                 self._leaving.setdefault(index, set()).update(leaving)
-                self.requests[index] = rs.HeartbeatRequest(heartbeats=batch.values())
+                self._changed.add(index)
 
     async def close(self) -> None:
         for stream in self._streams:
@@ -230,10 +225,15 @@ class Fleet:
         start = time.monotonic()
         try:
             for tick in range(sys.maxsize):
-                due = start + tick * self._interval
+                due = start + tick * self._interval  # a node joining waits at most one
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 self.worst_lag = max(self.worst_lag, time.monotonic() - due)
                 leaving = self._leaving.pop(index, set())
+                if index in self._changed:
+                    self._changed.discard(index)
+                    self.requests[index] = rs.HeartbeatRequest(
+                        heartbeats=self._batches[index].values()
+                    )
                 await call.write(self.requests[index])
                 for name in leaving:  # the previous request was their last
                     self.last_heartbeat[name] = self._last_sent[index]
@@ -344,13 +344,13 @@ async def bench_fleet(
             # memory per node is the growth from there, not the process's fixed costs.
             warm = min(BATCH, count // 2)
             started = time.monotonic()
-            fleet.add(await register(stub, range(warm)))
+            await fleet.join(range(warm))
             watcher = asyncio.create_task(subscriber.run())
             await asyncio.wait_for(subscriber.ready.wait(), 60)
             await asyncio.sleep(2 * profile.heartbeat_interval)
             baseline = process.memory_info().rss
             for start in range(warm, count, BATCH):
-                fleet.add(await register(stub, range(start, min(start + BATCH, count))))
+                await fleet.join(range(start, min(start + BATCH, count)))
             print(f"  {count:,} nodes registered in {time.monotonic() - started:.1f} s", flush=True)
             await asyncio.sleep(2 * profile.heartbeat_interval)
             cpu, wall = _cpu_seconds(process), time.monotonic()

@@ -3,7 +3,8 @@
 Nothing here is written to the store. A heartbeat costs one dict lookup, a uid compare,
 a float store for the new deadline and a few usage compares: O(1), no allocation unless
 the usage moved enough to be worth telling subscribers (:data:`USAGE_STEP`). Memory per
-member: an eight-slot object, a hash and the usage numbers, about 230 bytes.
+member: an eight-slot object, the uid's hash and the memory figure, about 160 bytes
+(deadlines of a batch and utilizations are shared float objects).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from services.resource._convert import PHASES, Usage
 from services.resource._detector import Clock, DeadlineWheel
 from services.resource._validation import check_usage
 
-READY = NodePhase.READY.value
 DRAINING = NodePhase.DRAINING.value
 DEAD = NodePhase.DEAD.value
 

@@ -10,11 +10,18 @@ How the pieces fit:
   removed) in order with optimistic transactions, and holds them while the store is away.
 - :class:`Aggregator` turns view changes into WatchCluster deltas every tick.
 
-A heartbeat from a node declared DEAD is answered with a REREGISTER directive: its work
-was re-placed, so the agent registers again (the node becomes READY, same uid) and starts
-afresh rather than silently resuming. A node that moves to this replica (its owner died or
-a replica joined) gets ``takeover_grace`` to find its new owner before it can be declared
-dead.
+Decisions worth knowing:
+
+- A heartbeat from a node declared DEAD is answered with a REREGISTER directive: its work
+  was re-placed, so the agent registers again (the node becomes READY, same uid) and
+  starts afresh rather than silently resuming.
+- A node that moves to this replica (its owner died or a replica joined) gets
+  ``takeover_grace`` to find its new owner before it can be declared dead.
+- DeleteNode removes the node's record and, in the same transaction, its alloc record if
+  that holds no replica; an alloc that still holds replicas is left to the schedulers,
+  who re-place them and delete it. DEAD nodes stay listed until deleted or re-registered.
+- GetNode answers from the newest record this replica knows (including transitions held
+  during a store outage); ListNodes and WatchCluster show what the store holds.
 """
 
 from __future__ import annotations
