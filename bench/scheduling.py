@@ -7,9 +7,11 @@
 A heterogeneous fleet (CPU-only nodes and three GPU types, across four zones, with
 labels) is written to the store; then ``--schedulers`` workers take the apps from a
 work queue, one :class:`AppScheduler` per app, and place every replica. Workers share
-``--views`` fleet views, each fed by its own store watch (think of one App-service
-replica per view); every worker commits through a planner of its own. Once on the
-embedded store (SQLite file) and once on a real etcd, each in a fresh process, it reports:
+``--views`` fleet views, each fed by its own store watch: a view is one App-service
+replica, and by default there is one, as on a two-core machine, its 16 workers seeing
+each other's in-flight plans. Every worker commits through a planner of its own. Once
+on the embedded store (SQLite file) and once on a real etcd, each in a fresh process,
+it reports:
 
 - placements/s over the whole run, and placements and nodes per committed transaction;
 - conflicts per committed transaction (lost races / commits);
@@ -506,7 +508,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicas", type=int, default=1_000_000)
     parser.add_argument("--apps", type=int, default=1_000)
     parser.add_argument("--schedulers", type=int, default=16)
-    parser.add_argument("--views", type=int, default=2, help="fleet views the schedulers share")
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="fleet views the schedulers share (App-service replicas)",
+    )
     parser.add_argument(
         "--backends", default=",".join(BACKENDS), help="comma-separated: embedded,etcd"
     )

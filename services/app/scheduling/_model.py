@@ -257,8 +257,8 @@ class FleetView:
         """Record an allocation this process wrote at ``revision``: ``record``, encoded
         as ``value``."""
         node = self.nodes.get(record.node_id)
-        if node is None or revision < node.seen_revision:
-            return
+        if node is None or revision < node.seen_revision or revision == node.alloc_revision:
+            return  # gone, or the feed was first
         node.seen_revision = revision
         self.revision = max(self.revision, revision)
         self._set_alloc(node, revision, value, record)

@@ -164,16 +164,17 @@ class _Space:
         self.size = sum(len(bag) for bag in bags)
         self.feasible: list[NodeState] | None = None  # set by a scan
 
-    def draw(self, rng: random.Random) -> NodeState:
+    def draw(self, rng: random.Random) -> NodeState | None:
+        """A uniformly random member; ``None`` when nodes left and none remain."""
         bags = self.bags
         if len(bags) == 1:
-            return bags[0].pick(rng)
-        index = int(rng.random() * self.size)
+            return bags[0].pick(rng) if bags[0] else None
+        index = int(rng.random() * sum(map(len, bags)))
         for bag in bags:
             if index < len(bag):
                 return bag.items[index]
             index -= len(bag)
-        return bags[-1].pick(rng)  # a bag shrank since the space was sized
+        return None
 
     def contains(self, node: NodeState) -> bool:
         return any(node in bag for bag in self.bags) and (self.accept is None or self.accept(node))
@@ -198,10 +199,6 @@ class Chooser:
         self._scanned = 0
         self._last: dict[str, NodeState] = {}  # by zone ("" without spread_zones)
         self._tier_zones: dict[tuple[str, ...], list[str]] = {}
-
-    @property
-    def request(self) -> Request:
-        return self._request
 
     def invalidate(self) -> None:
         """Forget what scans found: holds were released and capacity may be back."""
@@ -289,6 +286,8 @@ class Chooser:
         while draws and len(candidates) < want:
             draws -= 1
             node = space.draw(rng)
+            if node is None:
+                return
             if (accept is None or accept(node)) and check(node) is None:
                 candidates.append(node)
 
@@ -311,28 +310,32 @@ class Chooser:
     def _draw_feasible(self, feasible: list[NodeState], candidates: list[NodeState]) -> None:
         """Up to ``candidates`` nodes still feasible among those a scan kept (all of them
         when that few are left); those no longer feasible are dropped, their reasons counted."""
-        want, draws = self._sampling.candidates, self._sampling.max_draws
-        check, rng = self._request.check, self._rng
+        want, draws, rng = self._sampling.candidates, self._sampling.max_draws, self._rng
         if len(feasible) <= want:
             for node in list(feasible):
-                reason = check(node)
-                if reason is None:
+                if self._still_feasible(node):
                     candidates.append(node)
                 else:
-                    self._reasons[reason] += 1
                     feasible.remove(node)
             return
         while feasible and draws and len(candidates) < want:
             draws -= 1
             index = int(rng.random() * len(feasible))
             node = feasible[index]
-            reason = check(node)
-            if reason is None:
+            if self._still_feasible(node):
                 candidates.append(node)
             else:
-                self._reasons[reason] += 1
                 feasible[index] = feasible[-1]
                 feasible.pop()
+
+    def _still_feasible(self, node: NodeState) -> bool:
+        """Whether a node a scan kept still takes the replica; counts why not."""
+        if not node.ready:  # it left the indexes since the scan
+            return False
+        reason = self._request.check(node)
+        if reason is not None:
+            self._reasons[reason] += 1
+        return reason is None
 
     def _unplaceable(self) -> Unplaceable:
         spec = self._spec
