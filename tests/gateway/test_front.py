@@ -8,9 +8,11 @@ import collections
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
-from gateway._endpoints import MODEL_INFER
+from gateway._endpoints import MODEL_INFER, SERVICE
 from gateway._front import SERVER_NAME
 from tests.gateway.conftest import Setup
 from tests.gateway.replica import add_request, served_by
@@ -139,3 +141,21 @@ async def test_route_changes_take_effect(setup: Setup) -> None:
         return False
 
     await eventually(gone, what="the removed route answers NOT_FOUND")
+
+
+async def test_health_and_reflection_describe_the_inference_service(setup: Setup) -> None:
+    await setup.start_gateway()
+    channel = setup.channel()
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", SERVICE):
+        response = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE),
+    ]
+    listed, described = [answer async for answer in reflection.ServerReflectionInfo(iter(requests))]
+    assert SERVICE in {service.name for service in listed.list_services_response.service}
+    files = described.file_descriptor_response.file_descriptor_proto
+    assert any(b"ModelInferRequest" in file for file in files)
