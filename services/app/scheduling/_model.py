@@ -14,6 +14,7 @@ plan the same capacity twice; the store remains the only arbiter.
 READY nodes are indexed by accelerator (``""`` for CPU-only), by (accelerator, zone)
 and by label, in :class:`Bag` objects that answer a uniform random pick in O(1): the
 samplers draw candidates from the smallest index that contains every feasible node.
+Nodes are also indexed by the apps their allocation holds (affinity candidates).
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ class FleetView:
         self._by_accelerator: dict[str, Bag[NodeState]] = {}
         self._by_zone: dict[tuple[str, str], Bag[NodeState]] = {}
         self._by_label: dict[tuple[str, str], Bag[NodeState]] = {}
+        self._by_app: dict[str, Bag[NodeState]] = {}
 
     # -- nodes ---------------------------------------------------------------------
 
@@ -279,10 +281,21 @@ class FleetView:
                 cpu += r_cpu
                 memory += r_memory
                 gpus += r_gpus
-        node.apps = apps
+        self._reindex_apps(node, apps)
         _set_free(node, (cpu, memory, gpus))
         if not node.phase and not value and not node.held_apps:
             del self.nodes[node.node_id]
+
+    def _reindex_apps(self, node: NodeState, apps: dict[str, int]) -> None:
+        """Set the node's app counts, keeping :meth:`by_app` in step. O(apps on node)."""
+        before, node.apps = node.apps, apps
+        for app_id in before.keys() - apps.keys():
+            bag = self._by_app[app_id]
+            bag.discard(node)
+            if not bag:
+                del self._by_app[app_id]
+        for app_id in apps.keys() - before.keys():
+            _bag(self._by_app, app_id).add(node)
 
     # -- freshness -----------------------------------------------------------------
 
@@ -341,6 +354,10 @@ class FleetView:
     def by_label(self, key: str, value: str) -> Bag[NodeState] | None:
         """READY nodes labelled ``key=value``."""
         return self._by_label.get((key, value))
+
+    def by_app(self, app_id: str) -> Bag[NodeState] | None:
+        """Nodes whose allocation holds replicas of ``app_id`` (READY or not)."""
+        return self._by_app.get(app_id)
 
     def gpu_accelerators(self) -> list[str]:
         """Accelerator types with READY nodes, sorted."""

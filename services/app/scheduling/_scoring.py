@@ -11,8 +11,9 @@ is smaller (the rest is then filtered). In a space it
 1. keeps filling the node it chose last while PACK (until full) or WATERMARK (up to
    the watermark) still wants it: next fit, O(1), no sampling;
 2. otherwise draws nodes uniformly at random until ``candidates`` feasible ones are
-   found or ``max_draws`` draws are spent, adds the node it chose last, ranks them with
-   the :class:`Ranker` and returns the best (the power of k choices).
+   found or ``max_draws`` draws are spent, adds the node it chose last and, with
+   affinity, up to ``candidates`` nodes of the affinity apps, ranks them with the
+   :class:`Ranker` and returns the best (the power of k choices).
 
 Only when no draw is feasible (fewer than about one node in ``max_draws / candidates``
 fits: a scarce accelerator, a rare label, a nearly full fleet) does it scan the space
@@ -54,7 +55,7 @@ class Sampling:
     finding them before scanning, and for how many revisions a changed node counts as
     being filled by another scheduler (see the module's documentation)."""
 
-    candidates: int = 8
+    candidates: int = 4
     max_draws: int = 256
     recent: int = 64
 
@@ -194,6 +195,7 @@ class Chooser:
         self._sampling = sampling
         self._rng = rng
         self._tiers = accelerator_tiers(spec, view)
+        self._affinity = [bag for bag in map(view.by_app, sorted(spec.affinity)) if bag is not None]
         self._spaces: dict[tuple[int, str], _Space | None] = {}
         self._reasons: Counter[Reason] = Counter()
         self._scanned = 0
@@ -266,6 +268,8 @@ class Chooser:
             if self._ranker.keeps(last):
                 return last
             candidates.append(last)
+        if self._affinity:
+            self._draw_affine(space, candidates)
         if space.feasible is None:
             self._draw(space, candidates)
             if not candidates:
@@ -290,6 +294,17 @@ class Chooser:
                 return
             if (accept is None or accept(node)) and check(node) is None:
                 candidates.append(node)
+
+    def _draw_affine(self, space: _Space, candidates: list[NodeState]) -> None:
+        """Up to ``candidates`` random feasible nodes of ``space`` that run one of the
+        app's affinity apps, so that affinity does not depend on sampling luck."""
+        check, rng = self._request.check, self._rng
+        for _ in range(self._sampling.candidates):
+            bag = self._affinity[int(rng.random() * len(self._affinity))]
+            if bag:
+                node = bag.pick(rng)
+                if space.contains(node) and check(node) is None:
+                    candidates.append(node)
 
     def _scan(self, space: _Space) -> None:
         """Keep every feasible node of ``space``, counting why the others are not. O(|space|)."""

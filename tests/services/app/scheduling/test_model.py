@@ -81,6 +81,19 @@ def test_free_capacity_is_what_the_allocation_and_holds_leave() -> None:
     assert node.free_cpu == 7000
 
 
+def test_nodes_are_indexed_by_the_apps_they_hold() -> None:
+    view = FleetView()
+    view.apply_node(node_record("n0"))
+    view.apply_node(node_record("n1"))
+    view.apply_alloc("n0", alloc_kv("n0", 5, a=[1, 0, 0], b=[1, 0, 0]), observed=5)
+    view.apply_alloc("n1", alloc_kv("n1", 6, a=[1, 0, 0]), observed=6)
+    assert sorted(node.node_id for node in view.by_app("a") or []) == ["n0", "n1"]
+    view.apply_alloc("n0", alloc_kv("n0", 7, b=[1, 0, 0]), observed=7)
+    assert [node.node_id for node in view.by_app("a") or []] == ["n1"]
+    view.apply_alloc("n0", None, observed=8)
+    assert view.by_app("b") is None
+
+
 def test_older_observations_of_an_allocation_are_ignored() -> None:
     view = FleetView()
     view.apply_node(node_record("n"))

@@ -159,12 +159,14 @@ def test_max_per_node_and_anti_affinity_exclude_nodes() -> None:
     assert "1 AntiAffinity" in chosen[2].message and "2 MaxPerNode" in chosen[2].message
 
 
-def test_affinity_prefers_nodes_of_the_named_apps() -> None:
-    view = fleet(*(node_record(f"n{i}") for i in range(6)))
+def test_affinity_prefers_nodes_of_the_named_apps_however_few() -> None:
+    view = fleet(*(node_record(f"n{i}") for i in range(5000)))
     value = AllocRecord("n4", {"apps/db/replicas/c0-0": [100, 0, 0]}).to_bytes()
     view.apply_alloc("n4", KeyValue("/astra/v1/alloc/n4", value, 1, 5, 1), observed=5)
-    chosen = place(view, spec("a", 1, affinity=frozenset({"db"}), strategy=Strategy.SPREAD), 3)
-    assert chosen == ["n4", "n4", "n4"]
+    app = spec("a", 1, memory=4 * GIB, affinity=frozenset({"db"}), strategy=Strategy.SPREAD)
+    chosen = place(view, app, 4)
+    assert chosen == ["n4", "n4", "n4", "n4"]
+    assert place(view, app, 1) != ["n4"]  # full: elsewhere
 
 
 @pytest.mark.parametrize(
