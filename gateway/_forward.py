@@ -83,6 +83,13 @@ def idempotent(metadata: Metadata) -> bool:
     return any(key == IDEMPOTENT and value in ("true", "1") for key, value in metadata)
 
 
+def retriable(error: grpc.aio.AioRpcError, metadata: Metadata) -> bool:
+    """Whether a failed attempt may be made again on another endpoint (module docs)."""
+    if refused(error) or never_sent(error):
+        return True
+    return error.code() in IDEMPOTENT_RETRY and idempotent(metadata)
+
+
 class Forwarder:
     """The ModelInfer handler: raw request bytes in, raw response bytes out."""
 
@@ -101,10 +108,7 @@ class Forwarder:
         try:
             return await self._send(member, request, context, metadata)
         except grpc.aio.AioRpcError as error:
-            retry = not_executed = refused(error) or never_sent(error)
-            if not not_executed:
-                retry = error.code() in IDEMPOTENT_RETRY and idempotent(metadata)
-            other = self._other(member) if retry else None
+            other = self._other(member) if retriable(error, metadata) else None
             if other is None:
                 await _abort(context, error)
         try:

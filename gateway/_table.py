@@ -6,13 +6,12 @@ picker, so the hot path goes from request bytes to a slot to a member without Py
 dictionaries. Endpoints (replica addresses) are shared by the routes that list them.
 
 An empty version in a request means the model's default version: its route of
-version ``""`` if there is one, else its highest version (numerically when both are
-numbers, else by text).
+version ``""`` if there is one, else its highest version (versions that are numbers
+by value, above any other, which go by text).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -20,8 +19,6 @@ from astra._gen.astra.v1 import route_pb2, scheduler_service_pb2
 from gateway import _native
 from gateway._endpoints import Endpoint, Member, State
 from gateway._weights import WeightPolicy, effective_weights, quantize
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
