@@ -6,8 +6,11 @@ replicas split the nodes by rendezvous hashing over their leases. Subscribers of
 WatchCluster get a snapshot, then coalesced deltas per tick with per-pool summaries.
 
 >>> service = ResourceService(store, address="127.0.0.1:7100")
->>> service.add_to(server)
->>> await service.start(); await server.start()
+>>> service.add_to(server)              # an astra.server.Server
+>>> async with service:                 # loads the fleet, joins the replicas
+...     await server.serve_forever()
+
+``python -m services.resource`` runs one replica on its own.
 """
 
 from services.resource._service import DESCRIPTOR, ResourceService, Runtime, resource_component

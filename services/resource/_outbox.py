@@ -3,8 +3,9 @@
 Callers submit a transition; it is applied at once to the newest record this replica
 knows (so the caller gets an answer, or an error such as NOT_FOUND, right away) and
 queued. One writer takes the queue's head in batches (group commit: everything queued
-while a write is in flight goes in the next transaction) and writes each batch in one
-transaction guarded by every record's ``mod_revision``. Before writing, each transition is
+while a write is in flight, or within a couple of milliseconds of the first, goes in the
+same transaction) and writes each batch in one transaction guarded by every record's
+``mod_revision``. Before writing, each transition is
 applied again to the record the store holds now, so a write that lost a race is redone on
 the fresh record, which the failure branch of the transaction returns.
 
