@@ -164,6 +164,7 @@ class FleetView:
         self.revision = 0  # the newest store revision an allocation was observed at
         self.fed = 0  # the revision a feed has applied every allocation change up to
         self._fed: asyncio.Event | None = None
+        self._own: set[int] = set()  # revisions of this process's commits after ``fed``
         self._by_accelerator: dict[str, Bag[NodeState]] = {}
         self._by_zone: dict[tuple[str, str], Bag[NodeState]] = {}
         self._by_label: dict[tuple[str, str], Bag[NodeState]] = {}
@@ -263,6 +264,8 @@ class FleetView:
             return  # gone, or the feed was first
         node.seen_revision = revision
         self.revision = max(self.revision, revision)
+        if revision > self.fed:
+            self._own.add(revision)
         self._set_alloc(node, revision, value, record)
 
     def _set_alloc(
@@ -303,6 +306,7 @@ class FleetView:
         """A feed applied every allocation change up to ``revision``."""
         self.fed = max(self.fed, revision)
         self.revision = max(self.revision, revision)
+        self._own = {own for own in self._own if own > self.fed}
         if self._fed is not None:
             self._fed.set()
             self._fed = None
@@ -310,8 +314,9 @@ class FleetView:
     @property
     def lag(self) -> int:
         """Revisions this process has seen (by its commits and lost races) beyond what
-        the feed has applied: how stale the view may be. 0 while nothing feeds it."""
-        return self.revision - self.fed if self.fed else 0
+        the feed has applied, less those of its own commits, which it knows already:
+        how many changes by others the view may be missing. 0 while nothing feeds it."""
+        return self.revision - self.fed - len(self._own) if self.fed else 0
 
     async def catch_up(self, max_lag: int, *, timeout: float) -> None:
         """Wait, at most ``timeout`` seconds, until :attr:`lag` is ``max_lag`` or less.
