@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -23,9 +24,22 @@ from node_agent._cli import agent
 
 _log = logging.getLogger("astra.cli")
 
+#: Commands imported when first looked up, as ``module:attribute``: their packages import
+#: this one on their own (``python -m gateway``), so importing them here is a cycle.
+_LAZY = {"gateway": "gateway._cli:gateway_command"}
+
 
 class _Group(click.Group):
     """A click group whose commands fail with a one-line message, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            module, _, attribute = _LAZY[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -30,8 +30,8 @@ from services.app.scheduling._spec import AppSpec
 
 #: How often one replica may be chosen again after its placement was handed back.
 MAX_ATTEMPTS = 8
-#: How many revisions the view may lag behind this process's commits before a plan
-#: waits for it (at most ``LAG_TIMEOUT`` seconds): see :meth:`FleetView.catch_up`.
+#: How many revisions written by others the view may be missing before a plan waits
+#: for its feed (at most ``LAG_TIMEOUT`` seconds): see :meth:`FleetView.catch_up`.
 MAX_LAG = 8
 LAG_TIMEOUT = 0.5
 
