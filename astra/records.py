@@ -31,13 +31,25 @@ class Quantity:
     gpus: int = 0
 
     def fits_in(self, free: Quantity) -> bool:
-        return self.cpu_millis <= free.cpu_millis and self.memory_bytes <= free.memory_bytes and self.gpus <= free.gpus
+        return (
+            self.cpu_millis <= free.cpu_millis
+            and self.memory_bytes <= free.memory_bytes
+            and self.gpus <= free.gpus
+        )
 
     def __add__(self, other: Quantity) -> Quantity:
-        return Quantity(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes, self.gpus + other.gpus)
+        return Quantity(
+            self.cpu_millis + other.cpu_millis,
+            self.memory_bytes + other.memory_bytes,
+            self.gpus + other.gpus,
+        )
 
     def __sub__(self, other: Quantity) -> Quantity:
-        return Quantity(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes, self.gpus - other.gpus)
+        return Quantity(
+            self.cpu_millis - other.cpu_millis,
+            self.memory_bytes - other.memory_bytes,
+            self.gpus - other.gpus,
+        )
 
 
 class Record:
