@@ -1,5 +1,8 @@
-"""Helpers to run real backing servers locally, for tests, benchmarks and demos."""
+"""Helpers to run real backing servers locally, for tests, benchmarks and demos: etcd
+and Redis processes, and a route feed standing in for the Scheduler's WatchRoutes."""
 
+from astra.testing._otlp import OtlpCollector, ReceivedSpan
+from astra.testing._routes import SCHEDULER_SERVICE, RouteFeed, route_spec, serve_route_feed
 from astra.testing._servers import (
     BinaryNotFoundError,
     EtcdProcess,
@@ -12,12 +15,18 @@ from astra.testing._servers import (
 )
 
 __all__ = [
+    "SCHEDULER_SERVICE",
     "BinaryNotFoundError",
     "EtcdProcess",
+    "OtlpCollector",
+    "ReceivedSpan",
     "RedisProcess",
+    "RouteFeed",
     "find_etcd",
     "find_redis",
     "free_port",
+    "route_spec",
     "running",
+    "serve_route_feed",
     "wait_for_port",
 ]

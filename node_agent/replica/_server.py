@@ -97,7 +97,9 @@ class ReplicaServer:
                 check_providers(f"{spec.name}:{version}", plan, model.providers, gpus=settings.gpus)
             )
             models[spec.name, version] = model
-        self._servicer = InferenceServicer(models, executor=self._executor, load=self._load)
+        self._servicer = InferenceServicer(
+            models, executor=self._executor, load=self._load, service_time=settings.service_time
+        )
         server = Server(f"{settings.host}:{settings.port}", grace=settings.grace)
         server.add_servicer(
             self._servicer,

@@ -63,10 +63,18 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     Once :attr:`gate` is shut (drain), ModelInfer answers UNAVAILABLE before touching
     the request, so a client or gateway may retry it elsewhere, and readiness turns
     false; liveness stays true until the server stops.
+
+    ``service_time`` (benchmarks and tests only) holds each inference's worker that many
+    more seconds after the model ran (:class:`~node_agent.replica.ReplicaSettings`).
     """
 
     def __init__(
-        self, models: Mapping[tuple[str, str], OnnxModel], *, executor: Executor, load: LoadTracker
+        self,
+        models: Mapping[tuple[str, str], OnnxModel],
+        *,
+        executor: Executor,
+        load: LoadTracker,
+        service_time: float = 0.0,
     ) -> None:
         self._models = dict(models)
         self._defaults: dict[str, OnnxModel] = {}
@@ -74,6 +82,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             self._defaults.setdefault(name, model)
         self._executor = executor
         self._load = load
+        self._service_time = service_time
         self.gate = Gate()
 
     def model(self, name: str, version: str) -> OnnxModel:
@@ -131,7 +140,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             prepared = model.prepare(request)
             try:
                 results, seconds = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, _timed, model, prepared
+                    self._executor, _timed, model, prepared, self._service_time
                 )
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types
                 failure = f"model {model.name} failed: {exc}"
@@ -151,9 +160,13 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         await context.abort(grpc.StatusCode.INTERNAL, failure)
 
 
-def _timed(model: OnnxModel, prepared: Prepared) -> tuple[list[Any], float]:
-    """Run ``model`` on ``prepared`` (in an inference worker); returns the results and
-    the seconds it took."""
+def _timed(
+    model: OnnxModel, prepared: Prepared, service_time: float = 0.0
+) -> tuple[list[Any], float]:
+    """Run ``model`` on ``prepared`` (in an inference worker), then hold the worker
+    ``service_time`` more seconds; returns the results and the seconds it took."""
     start = time.perf_counter()
     results = model.run(prepared)
+    if service_time > 0:
+        time.sleep(service_time)
     return results, time.perf_counter() - start

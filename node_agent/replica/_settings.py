@@ -18,6 +18,10 @@ class ReplicaSettings:
         threads: ONNX Runtime intra-op threads per inference.
         workers: inferences run at once; more requests wait for a worker.
         grace: seconds in-flight calls get when the server stops.
+        service_time: for benchmarks and tests only, never in production: seconds each
+            inference holds its worker after the model ran, as on a slower machine (the
+            worker is busy and the time counts in the load reports), so a replica can be
+            made honestly slower than its peers.
     """
 
     host: str
@@ -27,6 +31,7 @@ class ReplicaSettings:
     threads: int = 1
     workers: int = 2
     grace: float = 1.0
+    service_time: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, read back by :meth:`from_dict`."""

@@ -343,3 +343,26 @@ async def test_drain_under_load_loses_no_request(tmp_path: Path) -> None:
         await asyncio.gather(*clients)
     await server.stop()
     assert set(outcomes) == {"OK", "UNAVAILABLE"}
+
+
+async def test_a_service_time_holds_the_worker_and_counts_in_the_load(
+    tmp_path: Path, demo: DemoModel
+) -> None:
+    """The benchmarks' slower replica: each inference keeps its worker ``service_time``
+    longer, and the load reports count that time as work."""
+    model = app_pb2.Model(name="demo", uri=str(demo.path), sha256=demo.sha256)
+    server = ReplicaServer([model], settings(tmp_path, workers=1, service_time=0.25))
+    serving = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(serving.endpoint) as channel:
+            batch = demo_input(2)
+            response = await Stub(channel).ModelInfer(
+                raw_request("demo", {"input": ("FP32", batch)})
+            )
+        result = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, 3)
+        np.testing.assert_allclose(result, demo.reference(batch), rtol=1e-4, atol=1e-5)
+        report = server.load
+        assert report.latency_ms >= 250
+        assert report.utilization > 0
+    finally:
+        await server.stop()
