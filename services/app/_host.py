@@ -13,6 +13,9 @@ an app:
 - the fleet changed while some of its replicas could not be placed;
 - its last reconcile left changes undone (lost races): after a short backoff.
 
+After each reconcile it writes the status, then copies each Ray head's address into its
+cluster's workers (:mod:`services.app._heads`).
+
 Workers start only once the first node snapshot is in the view: before, every node
 would look lost and every replica would be re-placed.
 """
@@ -25,13 +28,14 @@ import time
 from collections.abc import Iterable
 
 from astra import keys, telemetry
-from astra.records import AppRecord, NodeRecord, Quantity
+from astra.records import AppRecord, NodeRecord, Quantity, ReplicaRecord
 from astra.server import Tasks
 from astra.store import KeyValue, Store, UnavailableError
 from services.app._catalog import Catalog
 from services.app._cluster import ClusterFeed, ResourceTarget
 from services.app._convert import to_spec
 from services.app._follow import Follower
+from services.app._heads import link_workers
 from services.app._ownership import Ownership
 from services.app._repository import AppRepository
 from services.app._status import status_of
@@ -210,7 +214,11 @@ class SchedulerHost:
         result = await scheduler.reconcile()
         if self._metrics is not None:
             self._metrics.record(result, time.perf_counter() - started)
-        replicas = await self.planner.read_replicas(app_id)
+        stored = [
+            (kv, ReplicaRecord.from_bytes(kv.value))
+            for kv in (await self._store.range(keys.replicas_of(app_id))).kvs
+        ]
+        replicas = [record for _, record in stored]
         await self._repository.write_status(
             app_id, status_of(spec, result, replicas, self.view.is_lost)
         )
@@ -218,7 +226,8 @@ class SchedulerHost:
             self._starved.add(app_id)
         else:
             self._starved.discard(app_id)
-        return bool(result.pending)
+        linked = await link_workers(self._store, stored)
+        return bool(result.pending) or not linked
 
     async def _free(self, app_id: str, *, deleting: bool) -> bool:
         """Remove every replica of a deleted app, then its record.
