@@ -11,6 +11,7 @@ table in TOML (``[otel] exporter = "console"``) and dashes on the command line
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 import re
 import tomllib
@@ -33,6 +34,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -69,6 +71,34 @@ def _default_state_dir() -> Path:
 
 Seconds = Annotated[PositiveFloat, BeforeValidator(_parse_duration)]
 Address = Annotated[str, AfterValidator(_check_address)]
+#: The key of CPU-only replicas in ``accelerator_factors`` (their hardware is ``""``).
+CPU_FACTOR_KEY = "cpu"
+
+
+def _parse_factors(value: object) -> object:
+    """``"a=1.5,b=2"`` (a flag or an environment variable) as a mapping; ``cpu`` is ``""``."""
+    if isinstance(value, str):
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        bad = [key + sep + number for key, sep, number in pairs if not sep or not key.strip()]
+        if bad:
+            raise ValueError(
+                f"expected ACCELERATOR=FACTOR pairs separated by commas, got {bad[0]!r}"
+            )
+        value = {key.strip(): number.strip() for key, _, number in pairs}
+    if isinstance(value, Mapping):
+        return {("" if key == CPU_FACTOR_KEY else key): factor for key, factor in value.items()}
+    return value
+
+
+def _check_factors(value: dict[str, float]) -> dict[str, float]:
+    for key, factor in value.items():
+        if not math.isfinite(factor) or factor <= 0:
+            raise ValueError(
+                f"the factor of {key or CPU_FACTOR_KEY!r} must be above 0, got {factor}"
+            )
+    return value
+
+
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR"],
     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
@@ -130,6 +160,13 @@ class Settings(BaseSettings):
     shutdown_grace: Seconds = Field(default=5.0, description="time in-flight RPCs get on shutdown")
     redis_url: Annotated[str | None, AfterValidator(_check_redis_url)] = Field(
         default=None, description="Redis for the async broker and Ray head recovery (optional)"
+    )
+    accelerator_factors: Annotated[
+        dict[str, float], NoDecode, BeforeValidator(_parse_factors), AfterValidator(_check_factors)
+    ] = Field(
+        default_factory=dict,
+        description="performance factors of hardware in routing base weights, e.g. "
+        "'nvidia-h100=4,nvidia-l4=2' ('cpu' for CPU-only replicas; unlisted: 1)",
     )
 
     @model_validator(mode="after")

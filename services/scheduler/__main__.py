@@ -10,6 +10,10 @@ if __name__ == "__main__":
         "python -m services.scheduler",
         "One Scheduler-service replica: recovery of lost nodes' replicas and the routes.",
         lambda store, settings, resource, replica_id: SchedulerService(
-            store, resource=resource, replica_id=replica_id, address=settings.api_address
+            store,
+            resource=resource,
+            replica_id=replica_id,
+            address=settings.api_address,
+            performance=settings.accelerator_factors,
         ),
     )

@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 async def scheduler_component(runtime: Runtime) -> AsyncIterator[None]:
     """The Scheduler service on ``runtime.api``, fed by the Resource service of the same
     process; put it after ``store`` and the Resource service, before ``api_server``."""
-    service = SchedulerService(runtime.store, resource=lambda: api_address(runtime.api))
+    service = SchedulerService(
+        runtime.store,
+        resource=lambda: api_address(runtime.api),
+        performance=runtime.settings.accelerator_factors,
+    )
     service.add_to(runtime.api)
     async with service:
         yield

@@ -101,12 +101,26 @@ def test_an_otlp_endpoint_in_the_environment_turns_otlp_on(monkeypatch):
         ({"dead_after": "soon"}, "got 'soon'"),
         ({"redis_url": "http://x"}, "redis_url (--redis-url, ASTRA_REDIS_URL): must be a redis://"),
         ({"dead_after": "1s"}, "dead_after (1s) must be longer than heartbeat_interval (1s)"),
+        ({"accelerator_factors": "nvidia-l4"}, "accelerator_factors (--accelerator-factors, AS"),
+        ({"accelerator_factors": "cpu=0"}, "the factor of 'cpu' must be above 0, got 0.0"),
+        ({"accelerator_factors": "l4=fast"}, "accelerator_factors"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(overrides, message):
     with pytest.raises(ConfigError, match="^invalid settings: ") as caught:
         Settings.load(overrides=overrides)
     assert message in str(caught.value)
+
+
+def test_accelerator_factors_from_a_flag_the_environment_or_toml(monkeypatch, tmp_path):
+    assert Settings.load().accelerator_factors == {}
+    flag = Settings.load(overrides={"accelerator_factors": "nvidia-h100=4, cpu=0.5,"})
+    assert flag.accelerator_factors == {"nvidia-h100": 4.0, "": 0.5}
+    monkeypatch.setenv("ASTRA_ACCELERATOR_FACTORS", "nvidia-l4=2")
+    assert Settings.load().accelerator_factors == {"nvidia-l4": 2.0}
+    monkeypatch.delenv("ASTRA_ACCELERATOR_FACTORS")
+    toml = write_toml(tmp_path, "[accelerator_factors]\nnvidia-a10g = 1.5\ncpu = 1\n")
+    assert Settings.load(config_file=toml).accelerator_factors == {"nvidia-a10g": 1.5, "": 1.0}
 
 
 def test_a_bad_environment_value_is_reported(monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from astra._gen.astra.v1 import scheduler_service_pb2
+from astra._gen.astra.v1 import route_pb2, scheduler_service_pb2
 from astra.cli import COMPONENTS, Runtime, run_components
 from astra.config import Settings
 from services.app import app_component
@@ -18,12 +18,17 @@ from tests.services.app.plane import Plane, spec
 
 async def test_the_services_run_as_components_of_astra_up() -> None:
     settings = Settings.load(
-        overrides={"store_url": "memory://", "api_address": "127.0.0.1:0", "dead_after": 2.0}
+        overrides={
+            "store_url": "memory://",
+            "api_address": "127.0.0.1:0",
+            "dead_after": 2.0,
+            "accelerator_factors": "cpu=1.5",
+        }
     )
     runtime = Runtime(settings)
     stop = asyncio.Event()
     services = (resource_component, node_service, app_component, scheduler_component)
-    *before, api_server = COMPONENTS  # services go before the API server starts listening
+    *before, _api_server = COMPONENTS  # services go before the API server starts listening
     assert tuple(before[-len(services) :]) == services, "astra up runs every service"
     running = asyncio.create_task(run_components(runtime, COMPONENTS, stop))
     try:
@@ -37,9 +42,13 @@ async def test_the_services_run_as_components_of_astra_up() -> None:
             async def routed() -> bool:
                 request = scheduler_service_pb2.GetRoutesRequest(models=["resnet"])
                 routes = (await control.scheduler.GetRoutes(request)).routes
+                found[:] = routes
                 return len(routes) == 1 and len(routes[0].endpoints) == 2
 
+            found: list[route_pb2.Route] = []
             await eventually(routed, what="resnet routed")
+            weights = {endpoint.base_weight for endpoint in found[0].endpoints}
+            assert weights == {1.5}, "one core at the configured CPU factor"
         await control.channel.close()
     finally:
         stop.set()
