@@ -24,4 +24,5 @@ async def gateway_component(runtime: Runtime) -> AsyncIterator[None]:
         grace=settings.shutdown_grace,
     )
     async with gateway:
+        runtime.gateway_address = gateway.address
         yield

@@ -33,6 +33,8 @@ _log = logging.getLogger("astra.up")
 DEMO_APP = "demo"
 #: How long the agent gets to drain and leave when ``astra up`` stops.
 AGENT_EXIT_TIMEOUT = 60.0
+#: Seconds between progress lines while the demo replica's phase stays the same.
+PROGRESS_EVERY = 10.0
 
 
 @contextlib.asynccontextmanager
@@ -58,8 +60,10 @@ async def local_agent(runtime: Runtime) -> AsyncIterator[None]:
         "--node-id", socket.gethostname(),
         "--runtime", "node_agent.runtime:RayRuntime",
     ]  # fmt: skip
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "ab") as log:  # noqa: ASYNC230 (a local file, opened once)
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     _log.info("node agent started (pid %d, log %s)", process.pid, log_path)
     try:
         yield
@@ -67,20 +71,17 @@ async def local_agent(runtime: Runtime) -> AsyncIterator[None]:
         await _stop_agent(process)
 
 
-async def _stop_agent(process: subprocess.Popen[bytes]) -> None:
+async def _stop_agent(process: asyncio.subprocess.Process) -> None:
     """SIGTERM: the agent drains its replicas, deregisters and exits."""
-    if process.poll() is None:
+    if process.returncode is None:
         _log.info("draining the node agent")
         process.send_signal(signal.SIGTERM)
-    loop = asyncio.get_running_loop()
     try:
-        code = await asyncio.wait_for(
-            loop.run_in_executor(None, process.wait), AGENT_EXIT_TIMEOUT
-        )
+        code = await asyncio.wait_for(process.wait(), AGENT_EXIT_TIMEOUT)
     except TimeoutError:
         _log.warning("the node agent did not exit in %gs; killing it", AGENT_EXIT_TIMEOUT)
         process.kill()
-        code = await loop.run_in_executor(None, process.wait)
+        code = await process.wait()
     _log.info("node agent exited with %d", code)
 
 
@@ -122,15 +123,24 @@ async def demo_app(runtime: Runtime) -> AsyncIterator[None]:
 
 
 async def _wait_ready(apps: app_service_pb2_grpc.AppServiceStub, name: str) -> None:
-    """Log the replicas' phases as they change until one is READY."""
+    """Log the replicas' phases as they change (and every :data:`PROGRESS_EVERY` seconds
+    they do not) until one is READY."""
+    loop = asyncio.get_running_loop()
+    started = shown_at = loop.time()
     last = ""
     while True:
         listed = await apps.ListReplicas(app_service_pb2.ListReplicasRequest(parent=name))
-        phases = [replica_pb2.ReplicaPhase.Name(r.phase).removeprefix("REPLICA_PHASE_") for r in listed.replicas]
+        phases = [
+            replica_pb2.ReplicaPhase.Name(r.phase).removeprefix("REPLICA_PHASE_")
+            for r in listed.replicas
+        ]
         shown = ", ".join(sorted(phases)) or "not placed yet"
         if shown != last:
             _log.info("%s: %s", name, shown)
-            last = shown
+            last, shown_at = shown, loop.time()
+        elif loop.time() - shown_at >= PROGRESS_EVERY:
+            _log.info("%s: %s (%.0fs)", name, shown, loop.time() - started)
+            shown_at = loop.time()
         failed = [r for r in listed.replicas if r.phase == replica_pb2.REPLICA_PHASE_FAILED]
         if failed:
             _log.error("%s: replica failed: %s", name, failed[0].message)

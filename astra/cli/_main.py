@@ -14,6 +14,7 @@ from astra._log import configure_logging
 from astra.cli import _local, _ops, _up
 from astra.cli._deploy import deploy
 from astra.cli._health import health
+from astra.cli._howto import how_to_call
 from astra.cli._infer import infer
 from astra.cli._options import settings_options
 from astra.config import Settings
@@ -70,16 +71,29 @@ def main() -> None:
 @click.option(
     "--agent/--no-agent", default=True, show_default=True,
     help="run a node agent with a local Ray on this machine",
-)
+)  # fmt: skip
 @click.option(
     "--demo/--no-demo", default=True, show_default=True,
     help="deploy the demo app (needs the agent to serve)",
 )  # fmt: skip
-def up(settings: Settings, agent: bool, demo: bool) -> None:
+@click.option(
+    "--gateway/--no-gateway", default=True, show_default=True,
+    help="serve the inference gateway on --gateway-address",
+)  # fmt: skip
+def up(settings: Settings, agent: bool, demo: bool, gateway: bool) -> None:
     """Run AstraRay on this machine (embedded store by default) until Ctrl-C or SIGTERM:
-    the four services, a node agent with a local Ray and a demo app."""
+    the four services, a node agent with a local Ray, a demo app and the gateway; once
+    the demo model serves through the gateway, print how to call it."""
+    from gateway import gateway_component  # imports this package: not at the top
+
     configure_logging(settings.log_level)
-    local = (*((_local.local_agent,) if agent else ()), *((_local.demo_app,) if demo else ()))
+    wanted = (
+        (agent, _local.local_agent),
+        (demo, _local.demo_app),
+        (gateway, gateway_component),
+        (demo and gateway, how_to_call),
+    )
+    local = tuple(component for on, component in wanted if on)
     server.run(_up.up(settings, (*_up.COMPONENTS, *local)))
 
 

@@ -33,6 +33,8 @@ class Runtime:
         self.settings = settings
         #: The gRPC API server; register servicers before the ``api_server`` component.
         self.api = Server(settings.api_address, grace=settings.shutdown_grace)
+        #: Where the gateway listens, once the gateway component has started it.
+        self.gateway_address: str | None = None
         self._store: Store | None = None
 
     @property

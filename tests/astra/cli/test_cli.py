@@ -62,7 +62,9 @@ async def running_up(
     """``astra up`` on a free port, yielded once it answers health checks; killed if left
     running."""
     address = f"127.0.0.1:{free_port()}"
-    process = astra("up", "--no-agent", "--no-demo", "--api-address", address, *args, env=env)
+    process = astra(
+        "up", "--no-agent", "--no-demo", "--no-gateway", "--api-address", address, *args, env=env
+    )
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             response = await health_pb2_grpc.HealthStub(channel).Check(
@@ -116,7 +118,8 @@ def busy_address() -> Iterator[str]:
 def test_up_fails_with_a_clear_message_and_no_traceback(env, tmp_path, busy_address, args, message):
     args = [arg.replace("BUSY", busy_address) for arg in args]
     process = astra(
-        "up", "--no-agent", "--no-demo", "--state-dir", str(tmp_path), "--store-url", "memory://",
+        "up", "--no-agent", "--no-demo", "--no-gateway", "--state-dir", str(tmp_path),
+        "--store-url", "memory://",
         *args, env=env,
     )  # fmt: skip
     code, _, err = finish(process)
