@@ -119,6 +119,7 @@ class Member:
         "sample_seconds",
         "samples",
         "slot",
+        "weight",
     )
 
     def __init__(self, slot: int, endpoint: Endpoint, route: Route, base: float) -> None:
@@ -134,6 +135,8 @@ class Member:
         self.failed_seconds = 0.0
         self.latency: float | None = None
         self.errors = 0.0
+        #: Its effective weight since the route's weights were last computed.
+        self.weight = 0.0
 
     def roll(self, policy: WeightPolicy, elapsed: float) -> None:
         """Fold the requests of the interval that ends (``elapsed`` seconds long) into

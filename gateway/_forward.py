@@ -11,16 +11,22 @@ client's deadline goes to the replica: each attempt gets the time the client has
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import grpc
+from opentelemetry import trace
 
+from astra import telemetry
+from astra.server import observed
 from gateway import _native
-from gateway._endpoints import Member, State
+from gateway._endpoints import MODEL_INFER, Member, State
 from gateway._health import Health
 from gateway._table import Table
+from gateway._telemetry import Observed, record_request
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Metadata = tuple[tuple[str, str | bytes], ...]
@@ -98,23 +104,67 @@ class Forwarder:
         self._health = health
 
     async def __call__(self, request: bytes, context: Context) -> bytes:
+        if telemetry.enabled():
+            return await self._observed(request, context)
+        return await self._forward(request, context, None)
+
+    async def _observed(self, request: bytes, context: Context) -> bytes:
+        """:meth:`_forward`, traced and counted (:mod:`gateway._telemetry`)."""
+        seen = Observed()
+        with observed(context, functools.partial(record_request, seen)):
+            return await self._forward(request, context, seen)
+
+    async def _forward(self, request: bytes, context: Context, seen: Observed | None) -> bytes:
         table = self._table
         slot = table.router.route(request)
         if slot < 0:
-            await self._unroutable(slot, request, context)
+            await self._unroutable(slot, request, context, seen)
         member = table.slots[slot]
         assert member is not None, "a picker answered a free slot"
         metadata = forwarded(context.invocation_metadata())
+        if seen is not None:
+            seen.route = member.route
         try:
-            return await self._send(member, request, context, metadata)
+            return await self._attempt(member, request, context, metadata, seen)
         except grpc.aio.AioRpcError as error:
             other = self._other(member) if retriable(error, metadata) else None
             if other is None:
                 await _abort(context, error)
         try:
-            return await self._send(other, request, context, metadata)
+            return await self._attempt(other, request, context, metadata, seen)
         except grpc.aio.AioRpcError as error:
             await _abort(context, error)
+
+    async def _attempt(
+        self,
+        member: Member,
+        request: bytes,
+        context: Context,
+        metadata: Metadata,
+        seen: Observed | None,
+    ) -> bytes:
+        """:meth:`_send`; traced, when ``seen``, in a CLIENT span whose context (not the
+        client's) goes to the replica."""
+        if seen is None:
+            return await self._send(member, request, context, metadata)
+        span = telemetry.start_client_span(MODEL_INFER, member.endpoint.address)
+        span.set_attribute("astra.attempt", seen.attempts)
+        seen.attempts += 1
+        with trace.use_span(span, end_on_exit=False):
+            metadata = tuple(telemetry.inject(metadata))
+        code, details = grpc.StatusCode.UNKNOWN, ""
+        try:
+            response = await self._send(member, request, context, metadata)
+            code = grpc.StatusCode.OK
+            return response
+        except grpc.aio.AioRpcError as error:
+            code, details = error.code(), error.details() or ""
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            telemetry.end_client_span(span, context.code() or code, details)
 
     async def _send(
         self, member: Member, request: bytes, context: Context, metadata: Metadata
@@ -166,7 +216,9 @@ class Forwarder:
                 return self._table.slots[slot]
         return None
 
-    async def _unroutable(self, code: int, request: bytes, context: Context) -> NoReturn:
+    async def _unroutable(
+        self, code: int, request: bytes, context: Context, seen: Observed | None
+    ) -> NoReturn:
         if code == _native.MALFORMED:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the request is not a ModelInferRequest"
@@ -175,6 +227,8 @@ class Forwarder:
         route = self._table.route(model, version)
         if route is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, unknown(self._table, model, version))
+        if seen is not None:
+            seen.route = route
         states = [member.endpoint.state for member in route.members.values()]
         detail = ", ".join(
             f"{states.count(state)} {state.value}" for state in State if states.count(state)

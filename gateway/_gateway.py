@@ -17,6 +17,7 @@ from gateway._health import Health
 from gateway._orca import follow_reports
 from gateway._routes import RouteWatcher
 from gateway._table import Table
+from gateway._telemetry import observe_weights
 from gateway._weights import WeightPolicy
 
 _log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Gateway:
         self.server.add_generic_handler(
             inference_service(self.table, Forwarder(self.table, self.health))
         )
+        observe_weights(self.table)
 
     @property
     def address(self) -> str:

@@ -207,7 +207,10 @@ class Table:
         """Set the route's picker to the weights its endpoints have now."""
         members = list(route.members.values())
         signals = [member.signals(self.policy, now) for member in members]
-        weights = quantize(effective_weights(self.policy, signals), _native.MAX_WEIGHT)
+        effective = effective_weights(self.policy, signals)
+        for member, weight in zip(members, effective, strict=True):
+            member.weight = weight
+        weights = quantize(effective, _native.MAX_WEIGHT)
         route.picker.update(
             [(member.slot, weight) for member, weight in zip(members, weights, strict=True)]
         )

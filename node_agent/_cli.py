@@ -13,10 +13,10 @@ import socket
 import click
 import grpc
 
-from astra import server
+from astra import server, telemetry
 from astra._log import configure_logging
 from astra.cli._options import settings_options
-from astra.config import Settings
+from astra.config import OtelSettings, Settings
 from node_agent._agent import LEAVE_TIMEOUT, NodeAgent
 from node_agent._config import AgentConfig
 from node_agent._membership import RegistrationError
@@ -111,13 +111,14 @@ def agent(
     configure_logging(settings.log_level)
     factory = load_runtime_factory(runtime_spec) if runtime_spec else None
     try:
-        code = server.run(_run(config, factory))
+        code = server.run(_run(config, factory, settings.otel))
     except RegistrationError as exc:
         raise click.ClickException(str(exc)) from exc
     ctx.exit(code)
 
 
-async def _run(config: AgentConfig, factory: RuntimeFactory | None) -> int:
+async def _run(config: AgentConfig, factory: RuntimeFactory | None, otel: OtelSettings) -> int:
+    telemetry.configure(otel)  # before any channel opens: channels carry traces when on
     node_agent = NodeAgent(config, runtime=factory)
     loop = asyncio.get_running_loop()
     signals = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
@@ -128,6 +129,7 @@ async def _run(config: AgentConfig, factory: RuntimeFactory | None) -> int:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        await asyncio.to_thread(telemetry.shutdown)  # a blocking flush, off the loop
 
 
 @agent.command()

@@ -7,6 +7,7 @@ import time
 
 import grpc
 
+from astra import telemetry
 from astra._gen.astra.v1 import resource_service_pb2, resource_service_pb2_grpc
 from node_agent._retry import TRANSIENT, Backoff, retry_call
 
@@ -27,7 +28,7 @@ async def prestop(server: str, node_id: str, *, timeout: float, reason: str = "P
     """
     name = f"nodes/{node_id}"
     deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(server) as channel:
+    async with telemetry.channel(server) as channel:
         stub = resource_service_pb2_grpc.ResourceServiceStub(channel)
         try:
             await retry_call(

@@ -11,6 +11,8 @@ from typing import TypeVar
 
 import grpc
 
+from astra import telemetry
+
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -92,8 +94,8 @@ async def retry_call(
 def open_channel(address: str, *, backoff: Backoff) -> grpc.aio.Channel:
     """A channel to ``address`` that reconnects on the same schedule as ``backoff``:
     gRPC's own reconnect backoff grows to 120 s by default, which would hold an agent
-    off a control plane that came back long ago."""
-    return grpc.aio.insecure_channel(
+    off a control plane that came back long ago. It carries traces while telemetry is on."""
+    return telemetry.channel(
         address,
         options=(
             ("grpc.initial_reconnect_backoff_ms", int(backoff.base * 1000)),

@@ -20,6 +20,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from astra import telemetry
 from astra._gen.astra.v1 import (
     app_pb2,
     app_service_pb2,
@@ -68,7 +69,7 @@ class Connection:
     def __init__(self, address: str, *, timeout: float) -> None:
         self.address = address
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(address)
+        self._channel = telemetry.intercept_channel(grpc.insecure_channel(address), address)
 
     def close(self) -> None:
         """Close the channel. Idempotent."""
@@ -174,9 +175,7 @@ class Client(Connection):
 
     # Plumbing.
 
-    def _pages(
-        self, method: Callable[..., Any], request: _Request, field: str
-    ) -> Iterator[Any]:
+    def _pages(self, method: Callable[..., Any], request: _Request, field: str) -> Iterator[Any]:
         """The items of every page of a List call; O(items) calls' worth of pages."""
         while True:
             response = self._call(method, request)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from astra import telemetry
 from astra.cli._client import Client
 from astra.config import Settings
 
@@ -43,6 +44,10 @@ def api_client(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``command`` ``--api-address``, ``--config`` and ``--timeout``; it receives a
     connected ``client`` (closed when it returns) instead.
 
+    With OpenTelemetry configured (``ASTRA_OTEL__*``, ``[otel]`` in the config file, or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``), the command is a span whose RPCs carry its trace
+    to the services.
+
     The address comes, highest precedence first, from the flag, ``ASTRA_API_ADDRESS``,
     the TOML config file, or the default, as every setting does.
     """
@@ -58,7 +63,17 @@ def api_client(command: Callable[..., Any]) -> Callable[..., Any]:
         api_address: str | None, config: Path | None, timeout: float, **params: Any
     ) -> Any:
         settings = load_settings(config, api_address=api_address)
-        with Client(settings.api_address, timeout=timeout) as client:
-            return command(client=client, **params)
+        owned = not telemetry.enabled()  # a program embedding the CLI keeps its own
+        if owned:
+            telemetry.configure(settings.otel)  # off unless asked for
+        try:
+            with (
+                telemetry.tracer("astra.cli").start_as_current_span(f"astra {command.__name__}"),
+                Client(settings.api_address, timeout=timeout) as client,
+            ):
+                return command(client=client, **params)
+        finally:
+            if owned:
+                telemetry.shutdown()
 
     return with_client

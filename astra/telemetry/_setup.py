@@ -29,6 +29,7 @@ class _State:
     tracer_provider: trace.TracerProvider = field(default_factory=trace.NoOpTracerProvider)
     meter_provider: metrics.MeterProvider = field(default_factory=metrics.NoOpMeterProvider)
     enabled: bool = False
+    settings: OtelSettings | None = None
     tracers: dict[str, trace.Tracer] = field(default_factory=dict)
     meters: dict[str, metrics.Meter] = field(default_factory=dict)
 
@@ -76,6 +77,7 @@ def configure(
             metric_readers=readers, resource=resource, shutdown_on_exit=False
         ),
         enabled=True,
+        settings=settings,
     )
     _log.info(
         "OpenTelemetry on: exporter %s for service %s", settings.exporter, settings.service_name
@@ -110,6 +112,12 @@ def shutdown() -> None:
 def enabled() -> bool:
     """Whether telemetry is configured; when not, instrumented code should skip it entirely."""
     return _state.enabled
+
+
+def settings() -> OtelSettings | None:
+    """The settings telemetry was configured with while it is on (e.g. for processes
+    this one starts), else ``None``."""
+    return _state.settings
 
 
 def tracer(name: str) -> trace.Tracer:

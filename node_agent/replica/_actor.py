@@ -3,9 +3,12 @@ replica's Ray node. Its driver (:mod:`node_agent.replica._host`) creates it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from astra import telemetry
 from astra._gen.astra.v1 import replica_pb2
+from astra.config import OtelSettings
 from node_agent.replica._server import ReplicaServer
 from node_agent.replica._settings import ReplicaSettings
 
@@ -27,7 +30,12 @@ class ReplicaActor:
             level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
         )
         spec = replica_pb2.Replica.FromString(replica)
-        self._server = ReplicaServer(spec.models, ReplicaSettings.from_dict(settings))
+        replica_settings = ReplicaSettings.from_dict(settings)
+        if replica_settings.otel is not None:
+            otel = OtelSettings(**replica_settings.otel)
+            service_name = f"{otel.service_name}-replica"
+            telemetry.configure(otel.model_copy(update={"service_name": service_name}))
+        self._server = ReplicaServer(spec.models, replica_settings)
 
     async def start(self) -> tuple[str, str]:
         """Load the models and serve; returns the endpoint and execution provider.
@@ -47,5 +55,6 @@ class ReplicaActor:
         await self._server.drain()
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving; flush telemetry (off the loop: exporting blocks)."""
         await self._server.stop()
+        await asyncio.to_thread(telemetry.shutdown)

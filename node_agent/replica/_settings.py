@@ -22,6 +22,9 @@ class ReplicaSettings:
             inference holds its worker after the model ran, as on a slower machine (the
             worker is busy and the time counts in the load reports), so a replica can be
             made honestly slower than its peers.
+        otel: the OpenTelemetry settings (:class:`astra.config.OtelSettings`'s fields)
+            of the replica's process, whose ``service.name`` gets ``-replica`` appended;
+            ``None``: telemetry off (the agent passes its own).
     """
 
     host: str
@@ -32,6 +35,7 @@ class ReplicaSettings:
     workers: int = 2
     grace: float = 1.0
     service_time: float = 0.0
+    otel: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, read back by :meth:`from_dict`."""

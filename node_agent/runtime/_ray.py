@@ -18,11 +18,17 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from astra import telemetry
 from astra._gen.astra.v1 import node_service_pb2, replica_pb2
 from astra.config import Settings
 from astra.server import Tasks
 from node_agent._probe import address_towards, find_gpus
+from node_agent._retry import Backoff
+from node_agent._runtime import ReportStatus
+from node_agent.replica._protocol import DRAINED, EXIT_FAILED, FAILED, READY, HostConfig
+from node_agent.replica._settings import ReplicaSettings
 from node_agent.runtime._procs import (
     ChildProcess,
     RayNodeSpec,
@@ -32,10 +38,6 @@ from node_agent.runtime._procs import (
     free_ports,
     start_ray_node,
 )
-from node_agent._retry import Backoff
-from node_agent._runtime import ReportStatus
-from node_agent.replica._protocol import DRAINED, EXIT_FAILED, FAILED, READY, HostConfig
-from node_agent.replica._settings import ReplicaSettings
 
 _log = logging.getLogger(__name__)
 Phase = replica_pb2.ReplicaPhase.ValueType
@@ -411,6 +413,7 @@ class _Unit:
                 gpus=replica.resources.gpus,
                 threads=threads,
                 workers=threads + 1,
+                otel=_telemetry_settings(),
             ),
             num_cpus=cpus,
             num_gpus=replica.resources.gpus,
@@ -458,3 +461,9 @@ class _Unit:
         if self._gpus:
             self._runtime._give_gpus(self._gpus)
             self._gpus = []
+
+
+def _telemetry_settings() -> dict[str, Any] | None:
+    """The agent's OpenTelemetry settings, for its replicas' processes (None: off)."""
+    settings = telemetry.settings()
+    return None if settings is None else settings.model_dump()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from astra import keys
+from astra import keys, telemetry
 from astra.store import MAX_REQUEST_BYTES, MAX_TXN_OPS, Delete, Op, Put, Store, UnavailableError
 from services.app import Follower, Ownership
 from services.scheduler._routes import RouteTable
@@ -51,6 +52,12 @@ class RoutePublisher:
         self._wake = asyncio.Event()
         #: Route writes committed (one per changed model).
         self.writes = 0
+        self._drain_seconds = telemetry.meter("astra.scheduler").create_histogram(
+            "astra.scheduler.drain.out_of_routes",
+            unit="s",
+            description="Time from a node's DRAINING transition to the commit of the "
+            "routes written without it",
+        )
 
     def poke(self) -> None:
         """Something changed in the table: publish at the next tick."""
@@ -77,6 +84,7 @@ class RoutePublisher:
         """Write every owned route that differs from the stored one, in transactions
         within the store's limits. A route too big for one request is logged and left."""
         ops: list[Op] = []
+        drains = self._table.take_drains()
         for model in sorted(self._table.take_dirty()):
             if not self._ownership.owns(model):
                 continue
@@ -106,3 +114,7 @@ class RoutePublisher:
         if batch:
             await self._store.txn((), batch)
         self.writes += len(ops)
+        if ops:  # a drain whose models are all another replica's is that one's to time
+            now = time.time()
+            for since in drains.values():
+                self._drain_seconds.record(max(0.0, now - since))

@@ -65,11 +65,20 @@ class RouteTable:
         self._by_node: dict[str, set[str]] = {}
         self._by_cluster: dict[tuple[str, str], set[str]] = {}
         self._dirty: set[str] = set()
+        self._drains: dict[str, float] = {}
 
     # -- changes ---------------------------------------------------------------------
 
     def set_node(self, record: NodeRecord) -> None:
+        old = self.nodes.get(record.node_id)
         self.nodes[record.node_id] = record
+        if (
+            record.phase == NodePhase.DRAINING.value
+            and old is not None
+            and old.phase == NodePhase.READY.value
+            and record.node_id in self._by_node
+        ):
+            self._drains[record.node_id] = record.update_time
         self._touch_node(record.node_id)
 
     def remove_node(self, node_id: str) -> None:
@@ -91,6 +100,12 @@ class RouteTable:
         """The models whose routes may have changed since the last call."""
         dirty, self._dirty = self._dirty, set()
         return dirty
+
+    def take_drains(self) -> dict[str, float]:
+        """The nodes with replicas that turned DRAINING since the last call, with when
+        they did (wall-clock seconds, their records' ``update_time``)."""
+        drains, self._drains = self._drains, {}
+        return drains
 
     def models(self) -> list[str]:
         """Every model some replica is placed for."""

@@ -15,6 +15,7 @@ import grpc
 from aetcd import rpc
 from google.protobuf.message import Message
 
+from astra import telemetry
 from astra.store._errors import StoreError, UnavailableError
 from astra.store._etcd._status import UNAVAILABLE_CODES, never_sent
 
@@ -52,7 +53,7 @@ class Endpoint:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.channel = telemetry.channel(address, options=_CHANNEL_OPTIONS)
         kv, lease = rpc.KVStub(self.channel), rpc.LeaseStub(self.channel)
         self.watch = rpc.WatchStub(self.channel).Watch
         self.unary: dict[str, Callable[..., Any]] = {

@@ -9,15 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from astra import telemetry
-from astra.config import OtelSettings
+from astra.config import OtelSettings, Settings
+from astra.testing import OtlpCollector
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +72,8 @@ def test_reconfiguring_replaces_and_shutdown_turns_it_off():
 
 CONSOLE_SCRIPT = """
 from astra import telemetry
-from astra.config import OtelSettings
+from astra.config import OtelSettings, Settings
+from astra.testing import OtlpCollector
 telemetry.configure(OtelSettings(exporter="console"))
 with telemetry.tracer("test").start_as_current_span("printed"):
     pass
@@ -92,44 +91,39 @@ def test_the_console_exporter_prints_spans():
     assert json.loads(out[: out.index("\n}") + 2])["name"] == "printed"
 
 
-class Collector(
-    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
-):
-    """A minimal OTLP/gRPC collector that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.spans: list[str] = []
-        self.metrics: list[str] = []
-        self.services: set[str] = set()
-
-    async def Export(self, request, context):  # noqa: N802 (both services name it Export)
-        for resource in getattr(request, "resource_spans", ()):
-            attributes = resource.resource.attributes
-            self.services |= {a.value.string_value for a in attributes if a.key == "service.name"}
-            self.spans += [span.name for scope in resource.scope_spans for span in scope.spans]
-            return trace_service_pb2.ExportTraceServiceResponse()
-        for resource in request.resource_metrics:
-            self.metrics += [m.name for scope in resource.scope_metrics for m in scope.metrics]
-        return metrics_service_pb2.ExportMetricsServiceResponse()
-
-
 async def test_otlp_exports_to_a_collector():
-    collector = Collector()
-    server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(collector, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        telemetry.configure(OtelSettings(endpoint=endpoint, service_name="astra-otlp"))
+    async with OtlpCollector() as collector:
+        telemetry.configure(OtelSettings(endpoint=collector.endpoint, service_name="astra-otlp"))
         assert telemetry.enabled()  # an endpoint alone picks the OTLP exporter
         with telemetry.tracer("test").start_as_current_span("shipped"):
             pass
         telemetry.meter("test").create_counter("evictions").add(1)
         # A blocking flush, off the loop: the collector is served by this loop.
         await asyncio.to_thread(telemetry.shutdown)
-    finally:
-        await server.stop(None)
-    assert collector.spans == ["shipped"] and collector.services == {"astra-otlp"}
-    assert "evictions" in collector.metrics
+    assert [(received.service, received.span.name) for received in collector.spans] == [
+        ("astra-otlp", "shipped")
+    ]
+    assert ("astra-otlp", "evictions") in collector.metrics
+
+
+async def test_the_standard_otlp_variable_alone_turns_otlp_on(monkeypatch: pytest.MonkeyPatch):
+    async with OtlpCollector() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+        settings = Settings.load()
+        assert (settings.otel.exporter, settings.otel.endpoint) == ("otlp", None)
+        telemetry.configure(settings.otel)
+        assert telemetry.settings() == settings.otel
+        with telemetry.tracer("test").start_as_current_span("from the environment"):
+            pass
+        await asyncio.to_thread(telemetry.shutdown)
+    assert [received.span.name for received in collector.spans] == ["from the environment"]
+    assert telemetry.settings() is None
+
+
+def test_the_console_exporter_is_chosen_by_setting(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("ASTRA_OTEL__EXPORTER", "console")
+    assert Settings.load().otel.exporter == "console"  # asked for: it wins over the endpoint
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    monkeypatch.delenv("ASTRA_OTEL__EXPORTER")
+    assert Settings.load().otel.exporter == "none"  # the default: off
