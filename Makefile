@@ -30,7 +30,7 @@ test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 protos: install-dev
-	$(PY) -m astra._gen.build
+	$(PY) -m astra._codegen
 
 bench: install-dev
 	$(PY) bench/store.py
