@@ -9,6 +9,7 @@ one to its status in one place (:mod:`astra.server`). The hierarchy::
     ├── AlreadyExistsError        a resource with that name exists already
     ├── ConflictError             a stale etag or a lost optimistic race: re-read, retry
     ├── FailedPreconditionError   the system is not in a state that allows the request
+    ├── ResourceExhaustedError    a bounded queue or quota is full: retry later, with backoff
     └── ConfigError               a setting is invalid (CLI, environment or TOML file)
 
 Store errors (:mod:`astra.store`) are a separate tree; the server maps
@@ -65,6 +66,11 @@ class FailedPreconditionError(AstraError):
     retrying will not help until that state changes."""
 
 
+class ResourceExhaustedError(AstraError):
+    """A bounded queue or quota is full (e.g. a model's async backlog); retry later, with
+    backoff."""
+
+
 class ConfigError(AstraError, ValueError):
     """A setting is invalid; the message names the setting and where it can be set."""
 
@@ -78,4 +84,5 @@ __all__ = [
     "FieldViolation",
     "InvalidArgumentError",
     "NotFoundError",
+    "ResourceExhaustedError",
 ]

@@ -20,6 +20,7 @@ from astra.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
 )
 from astra.server._interceptors import Context, WrappingInterceptor
 from astra.store import CompactedError, LimitError, UnavailableError
@@ -32,6 +33,7 @@ _STATUS: dict[type[BaseException], grpc.StatusCode] = {
     AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
     ConflictError: grpc.StatusCode.ABORTED,
     FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     LimitError: grpc.StatusCode.INVALID_ARGUMENT,
     # A watch resumed from a compacted revision: start again from 0 for a snapshot.

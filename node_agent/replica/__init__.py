@@ -4,8 +4,10 @@ A :class:`ReplicaServer` fetches the replica's ONNX models into the node's
 content-addressed :class:`ModelCache` (sha256-verified, once per machine), loads them
 in ONNX Runtime with explicitly chosen execution providers (TensorRT, CUDA, CPU), and
 serves them over the Open Inference Protocol (KServe v2 gRPC) with ORCA-style load
-reports. The Ray side (:class:`ReplicaActor`, and the per-replica driver run as
-``python -m node_agent.replica``) wraps it; the agent's runtime starts those.
+reports; with a Redis in its settings it also pulls queued inferences from the async
+broker (:class:`Puller`). The Ray side (:class:`ReplicaActor`, and the per-replica
+driver run as ``python -m node_agent.replica``) wraps it; the agent's runtime starts
+those.
 """
 
 from node_agent.replica._cache import ModelCache
@@ -31,8 +33,9 @@ from node_agent.replica._providers import (
     check_providers,
     plan_providers,
 )
+from node_agent.replica._puller import Puller
 from node_agent.replica._server import DEFAULT_VERSION, ReplicaServer, Serving
-from node_agent.replica._servicer import SERVER_NAME, Gate, InferenceServicer
+from node_agent.replica._servicer import SERVER_NAME, Gate, InferenceFailed, InferenceServicer
 from node_agent.replica._settings import ReplicaSettings
 from node_agent.replica._tensors import DTYPES, TensorDataError, TensorSpec
 
@@ -54,6 +57,7 @@ __all__ = [
     "FetchError",
     "Gate",
     "HttpFetcher",
+    "InferenceFailed",
     "InferenceServicer",
     "LoadReport",
     "LoadTracker",
@@ -67,6 +71,7 @@ __all__ = [
     "OrcaLoadReportRequest",
     "Prepared",
     "ProviderPlan",
+    "Puller",
     "ReplicaServer",
     "ReplicaSettings",
     "Serving",

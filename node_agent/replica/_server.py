@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import onnxruntime as ort
 
 from astra._gen.astra.v1 import app_pb2
 from astra._gen.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from astra.broker import Broker, Consumer
 from astra.server import Server
 from node_agent.replica._cache import ModelCache
 from node_agent.replica._errors import ModelError
@@ -22,6 +24,7 @@ from node_agent.replica._load import LoadReport, LoadTracker
 from node_agent.replica._model import OnnxModel
 from node_agent.replica._orca import orca_handler
 from node_agent.replica._providers import check_providers, plan_providers
+from node_agent.replica._puller import Puller
 from node_agent.replica._servicer import InferenceServicer
 from node_agent.replica._settings import ReplicaSettings
 
@@ -44,8 +47,10 @@ class ReplicaServer:
 
     :meth:`start` fetches every model into the node's cache (verifying its sha256),
     loads it with the execution providers the replica's hardware allows, and only then
-    listens, so a replica with a bad model never serves. :meth:`drain` refuses new
-    inferences and returns once those in flight are done; :meth:`stop` closes.
+    listens, so a replica with a bad model never serves. With a ``redis_url`` in its
+    settings it also pulls its models' queued inferences from the async broker
+    (:attr:`puller`). :meth:`drain` refuses new inferences, stops pulling, and returns
+    once those in flight are done; :meth:`stop` closes.
     """
 
     def __init__(
@@ -64,6 +69,9 @@ class ReplicaServer:
         self._load = LoadTracker(workers=settings.workers)
         self._server: Server | None = None
         self._servicer: InferenceServicer | None = None
+        self._broker: Broker | None = None
+        #: The async broker's puller, when the settings name a Redis.
+        self.puller: Puller | None = None
 
     async def start(self) -> Serving:
         """Load the models and serve.
@@ -109,6 +117,8 @@ class ReplicaServer:
         server.add_generic_handler(orca_handler(self._load.report))
         await server.start()
         self._server = server
+        if settings.redis_url:
+            self._pull(server, list(models))
         serving = Serving(endpoint=server.address, execution_provider=providers[0])
         _log.info(
             "serving %s at %s on %s",
@@ -117,6 +127,27 @@ class ReplicaServer:
             providers[0],
         )
         return serving
+
+    def _pull(self, server: Server, models: list[tuple[str, str]]) -> None:
+        """Pull queued inferences of ``models`` from the async broker, as a task the
+        server owns."""
+        assert self._servicer is not None and self._settings.redis_url
+        settings = self._settings
+        self._broker = Broker.from_url(settings.redis_url)
+        consumer = Consumer(
+            self._broker,
+            models,
+            name=f"{server.address}/{uuid.uuid4().hex[:8]}",
+            claim_idle=settings.claim_idle,
+        )
+        self.puller = Puller(
+            self._servicer,
+            consumer,
+            concurrency=settings.broker_concurrency or settings.workers,
+            replica=server.address,
+        )
+        server.spawn(self.puller.run(), name="replica.puller")
+        _log.info("pulling async inferences as %s", consumer.name)
 
     @property
     def load(self) -> LoadReport:
@@ -127,6 +158,8 @@ class ReplicaServer:
         """Take no new inference and return once those in flight have finished."""
         if self._servicer is None or self._server is None:
             return
+        if self.puller is not None:
+            self.puller.stop_pulling()
         self._servicer.gate.shut()
         for service in ("", _SERVICE.full_name):
             await self._server.set_serving(service, False)
@@ -142,4 +175,6 @@ class ReplicaServer:
         Idempotent."""
         if self._server is not None:
             await self._server.shutdown()
+        if self._broker is not None:
+            await self._broker.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

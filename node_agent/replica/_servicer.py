@@ -24,6 +24,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 SERVER_NAME = "astra-replica"
 
 
+class InferenceFailed(Exception):
+    """The model failed while running a request (ONNX Runtime's message is kept)."""
+
+
 class Gate:
     """Admits requests until shut, and tells when the admitted ones are all done."""
 
@@ -126,15 +130,17 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelMetadataResponse:
         return self.model(request.name, request.version).metadata()
 
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
-        if not self.gate.enter():
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the replica is draining: send the request elsewhere"
-            )
+    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """Run ``request`` on its model in an inference worker, counted in the load:
+        what ModelInfer and the broker's puller both do.
+
+        Raises:
+            NotFoundError: the model (version) is not served here.
+            InvalidArgumentError: the tensors do not fit the model.
+            InferenceFailed: the model failed on them.
+        """
         start = self._load.begin()
-        failure = ""
+        failed = False
         try:
             model = self.model(request.model_name, request.model_version)
             prepared = model.prepare(request)
@@ -142,13 +148,26 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
                 results, seconds = await asyncio.get_running_loop().run_in_executor(
                     self._executor, _timed, model, prepared, self._service_time
                 )
-            except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types
-                failure = f"model {model.name} failed: {exc}"
-            else:
-                self._load.busy(seconds)
-                return model.respond(request, prepared, results)
+            except Exception as exc:
+                failed = True
+                raise InferenceFailed(f"model {model.name} failed: {exc}") from exc
+            self._load.busy(seconds)
+            return model.respond(request, prepared, results)
         finally:
-            self._load.end(start, failed=bool(failure))
+            self._load.end(start, failed=failed)
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        if not self.gate.enter():
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the replica is draining: send the request elsewhere"
+            )
+        try:
+            return await self.infer(request)
+        except InferenceFailed as exc:
+            failure = str(exc)
+        finally:
             report = self._load.report()
             context.set_trailing_metadata(
                 (

@@ -18,6 +18,11 @@ class ReplicaSettings:
         threads: ONNX Runtime intra-op threads per inference.
         workers: inferences run at once; more requests wait for a worker.
         grace: seconds in-flight calls get when the server stops.
+        redis_url: the async broker's Redis; with one, the replica pulls its models'
+            queued inferences (:mod:`node_agent.replica._puller`).
+        broker_concurrency: queued inferences held and run at once; 0: ``workers``.
+        claim_idle: seconds a queued inference may stay unrenewed with a replica before
+            another one takes it over (the replica died).
         service_time: for benchmarks and tests only, never in production: seconds each
             inference holds its worker after the model ran, as on a slower machine (the
             worker is busy and the time counts in the load reports), so a replica can be
@@ -34,6 +39,9 @@ class ReplicaSettings:
     threads: int = 1
     workers: int = 2
     grace: float = 1.0
+    redis_url: str | None = None
+    broker_concurrency: int = 0
+    claim_idle: float = 5.0
     service_time: float = 0.0
     otel: dict[str, Any] | None = None
 
