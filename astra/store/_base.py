@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
+from typing import Self
 
 from astra.store._errors import (
     EmptyKeyError,
@@ -27,7 +28,6 @@ from astra.store._types import (
     Delete,
     DeleteResult,
     Event,
-    Get,
     KeyValue,
     Lease,
     Op,
@@ -61,13 +61,18 @@ def check_txn(compares: Sequence[Compare], success: Sequence[Op], failure: Seque
     for branch in (compares, success, failure):
         if len(branch) > MAX_TXN_OPS:
             raise TooManyOpsError(len(branch), MAX_TXN_OPS)
-    size = 0
+    size = 0  # every key is checked inline: this runs for each item of every transaction
     for compare in compares:
-        check_key(compare.key)
-        size += len(compare.key) + (len(compare.operand) if isinstance(compare.operand, bytes) else 8)
-    for op in (*success, *failure):
-        check_key(op.key)
-        size += len(op.key) + (len(op.value) if isinstance(op, Put) else 0)
+        key, operand = compare.key, compare.operand
+        if not key:
+            raise EmptyKeyError()
+        size += len(key) + (len(operand) if isinstance(operand, bytes) else 8)
+    for branch in (success, failure):
+        for op in branch:
+            key = op.key
+            if not key:
+                raise EmptyKeyError()
+            size += len(key) + (len(op.value) if isinstance(op, Put) else 0)
     if size > MAX_REQUEST_BYTES:
         raise ValueTooLargeError(size, MAX_REQUEST_BYTES)
 
@@ -100,7 +105,9 @@ class Store(abc.ABC):
 
     # -- writes --------------------------------------------------------------------
 
-    async def put(self, key: str, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> PutResult:
+    async def put(
+        self, key: str, value: bytes, *, lease: int = 0, prev_kv: bool = False
+    ) -> PutResult:
         """Write ``value``; returns the new revision and the previous value if asked."""
         check_txn((), (Put(key, value, lease),), ())
         result = await self.txn((), (Put(key, value, lease),))
@@ -165,7 +172,9 @@ class Store(abc.ABC):
                             yield events
                 return
             except UnavailableError as exc:
-                _log.warning("watch on %r lost (%s); resuming at revision %d", prefix, exc, next_revision)
+                _log.warning(
+                    "watch on %r lost (%s); resuming at revision %d", prefix, exc, next_revision
+                )
                 await asyncio.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
 
@@ -183,7 +192,7 @@ class Store(abc.ABC):
     async def close(self) -> None:
         """Release connections and files. Idempotent."""
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -196,7 +205,9 @@ class Store(abc.ABC):
         """Read one key or a prefix; ``revision`` 0 is the latest."""
 
     @abc.abstractmethod
-    async def _txn(self, compares: list[Compare], success: list[Op], failure: list[Op]) -> TxnResult:
+    async def _txn(
+        self, compares: list[Compare], success: list[Op], failure: list[Op]
+    ) -> TxnResult:
         """Run a validated transaction atomically."""
 
     @abc.abstractmethod

@@ -46,8 +46,10 @@ _SELECT_ROWS = (
     f"SELECT id >> {_POSITION_BITS}, key, value, create_rev, version, lease FROM kv ORDER BY id"
 )
 _INSERT_ROW = "INSERT INTO kv VALUES (?, ?, ?, ?, ?, ?)"
-#: A revision's rows are few and adjacent: finding one by key scans only them.
+#: A revision's rows are adjacent: finding one by key scans only them.
 _DELETE_ROW = "DELETE FROM kv WHERE id >= ?1 AND id < ?2 AND key = ?3"
+#: Keys deleted from one revision's rows per statement (far under SQLite's variable limit).
+_DELETE_CHUNK = 256
 _SET_COMPACTED = "INSERT OR REPLACE INTO meta VALUES ('compacted', ?)"
 _INSERT_LEASE = "INSERT INTO lease VALUES (?, ?)"
 _DELETE_LEASE = "DELETE FROM lease WHERE id = ?"
@@ -155,13 +157,7 @@ class Journal:
                         _INSERT_ROW, [row for events in revisions for row in _rows(events)]
                     )
                 if obsolete:
-                    db.executemany(
-                        _DELETE_ROW,
-                        [
-                            (rev << _POSITION_BITS, (rev + 1) << _POSITION_BITS, key)
-                            for rev, key in obsolete
-                        ],
-                    )
+                    self._delete_rows(obsolete)
                 if compacted:
                     db.execute(_SET_COMPACTED, (compacted,))
                 if granted:
@@ -173,6 +169,28 @@ class Journal:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+
+    def _delete_rows(self, rows: Sequence[tuple[int, str]]) -> None:
+        """Delete rows by (revision, key). The keys of one revision go in one statement,
+        so freeing a revision of n keys scans its n rows once, not n times."""
+        by_revision: dict[int, list[str]] = {}
+        for revision, key in rows:
+            by_revision.setdefault(revision, []).append(key)
+        single = []
+        for revision, keys in by_revision.items():
+            low, high = revision << _POSITION_BITS, (revision + 1) << _POSITION_BITS
+            if len(keys) == 1:
+                single.append((low, high, keys[0]))
+                continue
+            for start in range(0, len(keys), _DELETE_CHUNK):
+                chunk = keys[start : start + _DELETE_CHUNK]
+                self._db.execute(
+                    "DELETE FROM kv WHERE id >= ? AND id < ? AND key IN "
+                    f"({','.join('?' * len(chunk))})",
+                    (low, high, *chunk),
+                )
+        if single:
+            self._db.executemany(_DELETE_ROW, single)
 
     def close(self) -> None:
         self._db.close()

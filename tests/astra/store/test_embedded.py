@@ -210,6 +210,37 @@ async def test_automatic_compaction_keeps_history_and_file_bounded(path: str) ->
         assert len((await reopened.range("/k/")).kvs) == 10
 
 
+async def test_compaction_frees_the_rows_of_wide_revisions(path: str) -> None:
+    history, width = 10, 64
+    async with await EmbeddedStore.open(path, history=history) as store:
+        for round_ in range(40):  # each revision rewrites every key of the one before it
+            await store.txn([], [Put(f"/wide/{key:02d}", b"%d" % round_) for key in range(width)])
+        await store.txn([], [Put(f"/many/{key:03d}", b"v") for key in range(100)])
+        for start in range(100, 600, 100):
+            await store.txn(
+                [], [Put(f"/many/{key:03d}", b"v") for key in range(start, start + 100)]
+            )
+        await store.delete("/many/", prefix=True)  # one revision of 600 deletions
+        for round_ in range(40, 120):
+            await store.txn([], [Put(f"/wide/{key:02d}", b"%d" % round_) for key in range(width)])
+        current = await store.current_revision()
+        assert store._keyspace.first > current - history - 64  # compacted past the deletions
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT id >> 24, key FROM kv").fetchall()
+    db.close()
+    retained = current - history - 64
+    assert {key for revision, key in rows if revision < retained} <= {
+        f"/wide/{key:02d}" for key in range(width)
+    }  # nothing of /many/ is left, nor any old version of a /wide/ key
+    assert len(rows) <= width * (history + 64 + 1)
+    async with await EmbeddedStore.open(path, history=history) as reopened:
+        kvs = (await reopened.range("/")).kvs
+        assert [(kv.key, kv.value, kv.version) for kv in kvs] == [
+            (f"/wide/{key:02d}", b"119", 120) for key in range(width)
+        ]
+
+
 async def test_a_watcher_that_falls_behind_compaction_gets_compacted_error() -> None:
     async with await EmbeddedStore.open(None, history=10) as store:
         start = (await store.put("/k", b"0")).revision
