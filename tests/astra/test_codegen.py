@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from astra import _codegen
@@ -18,7 +19,9 @@ def _tree(root: Path) -> dict[str, str]:
 def test_committed_stubs_match_proto(tmp_path: Path) -> None:
     _codegen.generate(tmp_path)
     fresh, committed = _tree(tmp_path), _tree(_codegen.GEN_DIR)
-    stale = sorted(name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name))
+    stale = sorted(
+        name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name)
+    )
     assert not stale, f"stubs are stale against proto/ ({stale}): run `python -m astra._codegen`"
 
 
@@ -33,3 +36,11 @@ def test_stubs_import_from_their_own_package() -> None:
 
     assert app_service_pb2.DESCRIPTOR.package == "astra.v1"
     assert hasattr(app_service_pb2_grpc, "AppServiceStub")
+
+
+def test_make_protos_runs_this_generator() -> None:
+    dry_run = subprocess.run(
+        ["make", "-n", "protos"], cwd=_codegen.ROOT, capture_output=True, text=True, check=True
+    )
+    generator = [line for line in dry_run.stdout.splitlines() if " -m astra." in line]
+    assert generator and generator[-1].endswith(f" -m {_codegen.__name__}"), dry_run.stdout
