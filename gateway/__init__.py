@@ -3,6 +3,8 @@ to a ready replica of its model version with an adaptive smooth weighted round r
 
 - :class:`Gateway`: the server; :func:`gateway_command` runs it (``astra gateway``,
   ``python -m gateway``), :func:`gateway_component` in ``astra up``.
+- :class:`BrokerOptions`: the async broker for long requests
+  (``astra.v1.AsyncInferenceService`` over Redis, :mod:`gateway._broker`).
 - :class:`WeightPolicy`: how endpoint weights adapt, ejection and probing; the formula
   and its defaults are in :mod:`gateway._weights`.
 - :class:`Picker`, :class:`Router`, :func:`model_of`: the routing core, in C++
@@ -12,6 +14,7 @@ to a ready replica of its model version with an adaptive smooth weighted round r
   (:mod:`gateway._forward`).
 """
 
+from gateway._broker import BrokerOptions
 from gateway._cli import gateway_command
 from gateway._component import gateway_component
 from gateway._forward import IDEMPOTENT, REFUSED
@@ -24,6 +27,7 @@ __all__ = [
     "IMPLEMENTATION",
     "MAX_WEIGHT",
     "REFUSED",
+    "BrokerOptions",
     "Gateway",
     "Picker",
     "Router",

@@ -11,6 +11,7 @@ from astra import server, telemetry
 from astra._log import configure_logging
 from astra.cli._options import settings_options
 from astra.config import Settings
+from gateway._broker import BrokerOptions
 from gateway._gateway import Gateway
 
 
@@ -24,7 +25,8 @@ from gateway._gateway import Gateway
 )
 def gateway_command(settings: Settings, models: tuple[str, ...]) -> None:
     """Run the inference gateway until SIGTERM or Ctrl-C: the Open Inference Protocol on
-    --gateway-address, routed by the Scheduler's routes at --api-address."""
+    --gateway-address, routed by the Scheduler's routes at --api-address; with
+    --redis-url, the async broker (astra.v1.AsyncInferenceService) too."""
     configure_logging(settings.log_level)
     server.run(_serve(settings, models))
 
@@ -36,6 +38,7 @@ async def _serve(settings: Settings, models: tuple[str, ...]) -> None:
         address=settings.gateway_address,
         models=models,
         grace=settings.shutdown_grace,
+        broker=BrokerOptions.from_settings(settings),
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

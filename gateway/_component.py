@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from gateway._broker import BrokerOptions
 from gateway._gateway import Gateway
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ async def gateway_component(runtime: Runtime) -> AsyncIterator[None]:
         scheduler=runtime.api.address,
         address=settings.gateway_address,
         grace=settings.shutdown_grace,
+        broker=BrokerOptions.from_settings(settings),
     )
     async with gateway:
         runtime.gateway_address = gateway.address

@@ -10,6 +10,7 @@ from typing import Self
 
 from astra.server import Server
 from gateway import _native
+from gateway._broker import BrokerOptions, async_inference_service
 from gateway._endpoints import Endpoint
 from gateway._forward import Forwarder
 from gateway._front import inference_service
@@ -38,6 +39,8 @@ class Gateway:
         policy: weights, ejection and probing (see :mod:`gateway._weights`).
         models: route only these models (empty: all).
         grace: seconds in-flight requests get to finish on shutdown.
+        broker: with one, also serve ``astra.v1.AsyncInferenceService`` on its Redis
+            (:mod:`gateway._broker`).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class Gateway:
         policy: WeightPolicy | None = None,
         models: Sequence[str] = (),
         grace: float = 5.0,
+        broker: BrokerOptions | None = None,
     ) -> None:
         self.policy = policy or WeightPolicy()
         self.server = Server(address, grace=grace)
@@ -60,6 +64,9 @@ class Gateway:
         self.server.add_generic_handler(
             inference_service(self.table, Forwarder(self.table, self.health))
         )
+        self._broker = None if broker is None else broker.broker()
+        if self._broker is not None:
+            self.server.add_generic_handler(async_inference_service(self.table, self._broker))
         observe_weights(self.table)
 
     @property
@@ -91,6 +98,8 @@ class Gateway:
         background work and close every channel. Idempotent."""
         await self.server.shutdown(grace)
         await self.routes.close()
+        if self._broker is not None:
+            await self._broker.close()
         for endpoint in list(self._open):
             await self._close(endpoint)
 

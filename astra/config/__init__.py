@@ -7,6 +7,13 @@ the TOML file named by ``--config`` or ``ASTRA_CONFIG``, defaults. An invalid va
 :class:`astra.errors.ConfigError` naming the setting.
 """
 
-from astra.config._settings import OtelSettings, Settings, env_name, flag_name, setting_fields
+from astra.config._settings import (
+    BrokerSettings,
+    OtelSettings,
+    Settings,
+    env_name,
+    flag_name,
+    setting_fields,
+)
 
-__all__ = ["OtelSettings", "Settings", "env_name", "flag_name", "setting_fields"]
+__all__ = ["BrokerSettings", "OtelSettings", "Settings", "env_name", "flag_name", "setting_fields"]

@@ -124,6 +124,28 @@ class OtelSettings(BaseModel):
     service_name: str = Field(default="astra", min_length=1, description="OTel service.name")
 
 
+class BrokerSettings(BaseModel):
+    """The async inference broker (used when ``redis_url`` is set): the gateway's
+    admission limit and TTLs, the replicas' take-over timeout."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_backlog: int = Field(
+        default=10_000,
+        ge=1,
+        description="async inferences (queued or running) a model version may have; "
+        "more are refused with RESOURCE_EXHAUSTED",
+    )
+    result_ttl: Seconds = Field(default=600.0, description="how long async results are kept")
+    pending_ttl: Seconds = Field(
+        default=3600.0, description="how long an accepted async inference is kept unfinished"
+    )
+    claim_idle: Seconds = Field(
+        default=5.0,
+        description="silence after which a replica's async inferences go to another replica",
+    )
+
+
 # The parsed config file while :meth:`Settings.load` builds the settings.
 _file_settings: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "_file_settings", default=None
@@ -161,6 +183,7 @@ class Settings(BaseSettings):
     redis_url: Annotated[str | None, AfterValidator(_check_redis_url)] = Field(
         default=None, description="Redis for the async broker and Ray head recovery (optional)"
     )
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     accelerator_factors: Annotated[
         dict[str, float], NoDecode, BeforeValidator(_parse_factors), AfterValidator(_check_factors)
     ] = Field(

@@ -66,7 +66,8 @@ class RayRuntimeConfig:
         root: where each replica's Ray temp dir goes; keep it short (Unix sockets).
         cache_dir: the machine's model cache.
         redis_url: with one, heads keep their GCS state in that Redis and a restarted
-            head recovers its cluster.
+            head recovers its cluster, and replicas pull async inferences from it.
+        claim_idle: seconds after which a dead replica's async inferences go to another.
         gpus: GPUs on this machine (indices 0..gpus-1 are handed out to replicas).
         object_store_bytes: each Ray node's object store (replicas pass no objects).
         start_timeout: seconds a Ray node gets to start.
@@ -86,6 +87,7 @@ class RayRuntimeConfig:
     )
     ray_ip: str = ""
     redis_url: str | None = None
+    claim_idle: float = 5.0
     gpus: int = 0
     object_store_bytes: int = 80_000_000
     start_timeout: float = 60.0
@@ -106,6 +108,7 @@ class RayRuntimeConfig:
             address=address,
             cache_dir=settings.state_dir / "models",
             redis_url=settings.redis_url,
+            claim_idle=settings.broker.claim_idle,
             gpus=len(find_gpus()),
         )
 
@@ -414,6 +417,8 @@ class _Unit:
                 threads=threads,
                 workers=threads + 1,
                 otel=_telemetry_settings(),
+                redis_url=config.redis_url,
+                claim_idle=config.claim_idle,
             ),
             num_cpus=cpus,
             num_gpus=replica.resources.gpus,
