@@ -13,7 +13,8 @@ One run starts its own etcd (and a SQLite file in a temp dir) and measures, with
   transaction should succeed; only successful ones count.
 
 Each cell warms up, then runs three timed rounds; the table shows the median rate
-and the embedded/etcd ratio. ``--tiny`` runs each cell for a fraction of a second
+and the embedded/etcd ratio. The backends take turns, round by round, so that both see
+the same load on a shared machine (the ratio is the number that counts). ``--tiny`` runs each cell for a fraction of a second
 (for tests: numbers are then only a smoke signal).
 """
 
@@ -67,11 +68,16 @@ async def _rate(clients: list[Work], seconds: float) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
-async def measure(clients: list[Work], timing: Timing) -> float:
-    """The median rate over ``timing.rounds`` rounds, after a warm-up."""
-    await _rate(clients, timing.warmup)
-    rates = [await _rate(clients, timing.round_seconds) for _ in range(timing.rounds)]
-    return statistics.median(rates)
+async def measure(clients: dict[str, list[Work]], timing: Timing) -> dict[str, float]:
+    """The median rate of each backend's clients over ``timing.rounds`` rounds, after a
+    warm-up; the backends run one after the other within each round."""
+    for work in clients.values():
+        await _rate(work, timing.warmup)
+    rates: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(timing.rounds):
+        for name, work in clients.items():
+            rates[name].append(await _rate(work, timing.round_seconds))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def _put_client(store: Store, prefix: str) -> Work:
@@ -112,19 +118,30 @@ def _cas_client(store: Store, prefix: str, batch: int) -> Work:
     return commit
 
 
-async def bench_backend(store: Store, timing: Timing) -> dict[str, float]:
-    """Every row of the table for one backend."""
+async def bench(stores: dict[str, Store], timing: Timing) -> dict[str, dict[str, float]]:
+    """Every row of the table, for every backend."""
     run = f"/bench/{time.time_ns()}/"
-    rows = {}
-    puts = [_put_client(store, f"{run}put/{client}/") for client in range(CLIENTS)]
-    rows[f"put/s ({CLIENTS} clients)"] = await measure(puts, timing)
+    rows: dict[str, dict[str, float]] = {name: {} for name in stores}
+
+    def record(metric: str, rates: dict[str, float], scale: int = 1) -> None:
+        for name, rate in rates.items():
+            rows[name][metric] = rate * scale
+
+    puts = {
+        name: [_put_client(store, f"{run}put/{client}/") for client in range(CLIENTS)]
+        for name, store in stores.items()
+    }
+    record(f"put/s ({CLIENTS} clients)", await measure(puts, timing))
     for batch in BATCHES:
-        clients = [
-            _cas_client(store, f"{run}cas{batch}/{client}/", batch) for client in range(CLIENTS)
-        ]
+        clients = {
+            name: [
+                _cas_client(store, f"{run}cas{batch}/{client}/", batch) for client in range(CLIENTS)
+            ]
+            for name, store in stores.items()
+        }
         txns = await measure(clients, timing)
-        rows[f"CAS batch {batch}: txn/s"] = txns
-        rows[f"CAS batch {batch}: key updates/s"] = txns * batch
+        record(f"CAS batch {batch}: txn/s", txns)
+        record(f"CAS batch {batch}: key updates/s", txns, batch)
     return rows
 
 
@@ -156,11 +173,12 @@ async def run(backends: list[str], timing: Timing) -> dict[str, dict[str, float]
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="astra-bench-")))
         etcd = stack.enter_context(running(EtcdProcess())) if "etcd" in backends else None
         assert etcd is None or isinstance(etcd, EtcdProcess)
-        results = {}
-        for name in backends:
-            async with open_backend(name, etcd, workdir) as store:
-                results[name] = await bench_backend(store, timing)
-        return results
+        async with contextlib.AsyncExitStack() as opened:
+            stores = {
+                name: await opened.enter_async_context(open_backend(name, etcd, workdir))
+                for name in backends
+            }
+            return await bench(stores, timing)
 
 
 def main(argv: list[str] | None = None) -> None:
