@@ -1,6 +1,8 @@
 """Helpers to run real backing servers locally, for tests, benchmarks and demos: etcd
-and Redis processes, and a route feed standing in for the Scheduler's WatchRoutes."""
+and Redis processes, a route feed standing in for the Scheduler's WatchRoutes, and an
+OTLP receiver that keeps the spans and metrics processes export."""
 
+from astra.testing._metrics import metric_points
 from astra.testing._otlp import OtlpCollector, ReceivedSpan
 from astra.testing._routes import SCHEDULER_SERVICE, RouteFeed, route_spec, serve_route_feed
 from astra.testing._servers import (
@@ -25,6 +27,7 @@ __all__ = [
     "find_etcd",
     "find_redis",
     "free_port",
+    "metric_points",
     "route_spec",
     "running",
     "serve_route_feed",

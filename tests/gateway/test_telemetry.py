@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import grpc
 import numpy as np
@@ -24,7 +24,7 @@ from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra._gen.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from astra.config import OtelSettings
 from astra.models import write_demo_model
-from astra.testing import OtlpCollector
+from astra.testing import OtlpCollector, metric_points
 from gateway._endpoints import MODEL_INFER
 from tests.gateway.conftest import Setup
 from tests.gateway.replica import add_request, served_by
@@ -59,18 +59,6 @@ def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSp
         (s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id),
         key=lambda span: span.start_time or 0,
     )
-
-
-def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    return [
-        point
-        for resource in (data.resource_metrics if data else ())
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
 
 
 async def test_one_trace_goes_from_the_client_through_the_gateway_to_the_replica(
@@ -157,19 +145,19 @@ async def test_requests_latency_and_endpoint_weights_are_measured_per_model(
                 p.attributes["version"],
                 p.attributes["rpc.grpc.status_code"],
             ): (p.value)
-            for p in points(otel.metrics, "astra.gateway.requests")
+            for p in metric_points(otel.metrics, "astra.gateway.requests")
         }
 
     # A model the gateway does not route counts under "": clients cannot add series.
     await eventually(lambda: counted() == {("add", "1", 0): 3, ("", "", 5): 1}, what="counts")
     durations = {
         (p.attributes["model"], p.attributes["rpc.grpc.status_code"]): p
-        for p in points(otel.metrics, "astra.gateway.request.duration")
+        for p in metric_points(otel.metrics, "astra.gateway.request.duration")
     }
     assert durations["add", 0].count == 3 and durations["add", 0].sum > 0
     weights = {
         p.attributes["endpoint"]: p.value
-        for p in points(otel.metrics, "astra.gateway.endpoint.weight")
+        for p in metric_points(otel.metrics, "astra.gateway.endpoint.weight")
         if (p.attributes["model"], p.attributes["version"]) == ("add", "1")
     }
     assert set(weights) == {a.address, b.address}

@@ -5,7 +5,7 @@ the routes; placements and nodes by phase are counted."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 from opentelemetry import trace
@@ -16,6 +16,7 @@ from astra import telemetry
 from astra._gen.astra.v1 import resource_service_pb2, resource_service_pb2_grpc
 from astra.config import OtelSettings
 from astra.store import Store
+from astra.testing import metric_points
 from tests.node_agent.waiting import eventually
 from tests.services.app.plane import Plane, plane
 from tests.services.scheduler.test_routes import endpoints_of, two_serving
@@ -41,25 +42,13 @@ async def traced(store: Store) -> AsyncIterator[Traced]:
         telemetry.shutdown()
 
 
-def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    return [
-        point
-        for resource in (data.resource_metrics if data else ())
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
-
-
 async def test_a_drain_is_traced_into_the_service_and_timed_until_out_of_the_routes(
     traced: Traced,
 ) -> None:
     control = traced.control
     async with control.fleet(3, drain_seconds=60):
         worker = await two_serving(control)
-        assert points(traced.metrics, "astra.scheduler.drain.out_of_routes") == []
+        assert metric_points(traced.metrics, "astra.scheduler.drain.out_of_routes") == []
         async with telemetry.channel(control.address) as channel:
             stub = resource_service_pb2_grpc.ResourceServiceStub(channel)
             with telemetry.tracer("test").start_as_current_span("operator") as operator:
@@ -70,16 +59,17 @@ async def test_a_drain_is_traced_into_the_service_and_timed_until_out_of_the_rou
 
         await eventually(out_of_routes, what=f"{worker.name} out of the route")
         await eventually(
-            lambda: points(traced.metrics, "astra.scheduler.drain.out_of_routes") != [],
+            lambda: metric_points(traced.metrics, "astra.scheduler.drain.out_of_routes") != [],
             what="the drain timed",
         )
-        (drained,) = points(traced.metrics, "astra.scheduler.drain.out_of_routes")
+        (drained,) = metric_points(traced.metrics, "astra.scheduler.drain.out_of_routes")
         assert drained.count == 1 and drained.sum >= 0
         nodes = {
-            p.attributes["phase"]: p.value for p in points(traced.metrics, "astra.resource.nodes")
+            p.attributes["phase"]: p.value
+            for p in metric_points(traced.metrics, "astra.resource.nodes")
         }
         assert nodes["DRAINING"] == 1 and nodes["READY"] == 2
-        placed = sum(p.value for p in points(traced.metrics, "astra.app.placements"))
+        placed = sum(p.value for p in metric_points(traced.metrics, "astra.app.placements"))
         assert placed >= 2
 
     finished = traced.spans.get_finished_spans()
