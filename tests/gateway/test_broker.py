@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from astra import telemetry
 from astra._gen.astra.v1 import app_pb2
 from astra._gen.astra.v1 import async_inference_service_pb2 as apb
 from astra._gen.astra.v1 import async_inference_service_pb2_grpc as apb_grpc
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra.broker import QUEUED, RUNNING, SUCCEEDED
+from astra.config import OtelSettings
 from astra.models import DemoModel, write_demo_model
 from astra.testing import RedisProcess, RouteFeed, route_spec, serve_route_feed
 from gateway import BrokerOptions, Gateway
@@ -242,3 +247,42 @@ async def test_results_expire_after_their_ttl(fleet: Fleet) -> None:
     finally:
         await client.channel.close()
         await gateway.shutdown(grace=0.5)
+
+
+async def test_submission_and_run_are_traced_and_counted(fleet: Fleet) -> None:
+    """The replica's run span joins the submission's trace through the queue."""
+    spans, metrics = InMemorySpanExporter(), InMemoryMetricReader()
+    telemetry.configure(OtelSettings(exporter="none"), span_exporter=spans, metric_reader=metrics)
+    try:
+        gateway, client = await start_gateway(fleet)
+        try:
+            submitted = await client.stub.SubmitInference(submission(fleet.model, 11))
+            get = apb.GetInferenceResultRequest(
+                inference_id=submitted.inference.inference_id, wait=Duration(seconds=20)
+            )
+            assert (await client.stub.GetInferenceResult(get, timeout=30)).inference.state == (
+                SUCCEEDED
+            )
+        finally:
+            await client.channel.close()
+            await gateway.shutdown(grace=0.5)
+
+        def named(name: str) -> list[Any]:
+            return [span for span in spans.get_finished_spans() if span.name == name]
+
+        await eventually(lambda: bool(named("AsyncInference.run")), what="the run span")
+        (enqueue,) = named("AsyncInference.enqueue")
+        (run,) = named("AsyncInference.run")
+        assert run.context.trace_id == enqueue.context.trace_id
+        assert run.attributes["astra.inference_id"] == submitted.inference.inference_id
+        assert enqueue.attributes["astra.inference_id"] == submitted.inference.inference_id
+        data = metrics.get_metrics_data()
+        names = {
+            metric.name
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+        assert "astra.broker.submissions" in names
+    finally:
+        telemetry.shutdown()

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from astra._gen.astra.v1 import app_pb2
+from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra.broker import FAILED, FINISHED, QUEUED, RUNNING, SUCCEEDED, Broker, Consumer
 from astra.models import DemoModel
 from astra.testing import RedisProcess
@@ -29,6 +31,35 @@ async def broker(redis_server: RedisProcess) -> AsyncIterator[Broker]:
         yield broker
 
 
+async def submit(broker: Broker, model: str, count: int) -> dict[str, np.ndarray]:
+    """Submit ``count`` demo requests to version 1 of ``model``; returns their batches
+    by inference id."""
+    submitted = {}
+    for seed in range(count):
+        request, batch = demo_request(model, seed)
+        request.model_version = "1"
+        submitted[(await broker.submit(request)).inference_id] = batch
+    return submitted
+
+
+def version_one(model: str) -> pb.ModelInferRequest:
+    """A demo request to version 1 of ``model``."""
+    request, _ = demo_request(model, 0)
+    request.model_version = "1"
+    return request
+
+
+def pulling(
+    tmp_path: Path, demo: DemoModel, model: str, redis: RedisProcess, **more: object
+) -> ReplicaServer:
+    """An in-process replica server of the demo model as ``model``, pulling from
+    ``redis``."""
+    return ReplicaServer(
+        [app_pb2.Model(name=model, uri=str(demo.path), sha256=demo.sha256)],
+        settings(tmp_path, redis_url=redis.url, **more),
+    )
+
+
 async def finished(broker: Broker, ids: list[str]) -> bool:
     return all([(await broker.get(i)).state in FINISHED for i in ids])
 
@@ -39,21 +70,16 @@ async def test_pulls_no_more_than_its_concurrency(
     """A slow replica with room for 2 holds 2 of 7 queued inferences at any time, the
     rest stay queued, and all complete with the model's answers."""
     model = unique("demo")
-    submitted = {}
-    for seed in range(7):
-        request, batch = demo_request(model, seed)
-        request.model_version = "1"
-        submitted[(await broker.submit(request)).inference_id] = batch
-    server = ReplicaServer(
-        [app_pb2.Model(name=model, uri=str(demo.path), sha256=demo.sha256)],
-        settings(
-            tmp_path,
-            redis_url=redis_server.url,
-            workers=3,
-            broker_concurrency=2,
-            service_time=1.0,
-            claim_idle=1.0,
-        ),
+    submitted = await submit(broker, model, 7)
+    server = pulling(
+        tmp_path,
+        demo,
+        model,
+        redis_server,
+        workers=3,
+        broker_concurrency=2,
+        service_time=1.0,
+        claim_idle=1.0,
     )
     serving = await server.start()
     try:
@@ -89,14 +115,10 @@ async def test_bad_tensors_fail_with_the_status_model_infer_gives(
     tmp_path: Path, demo: DemoModel, broker: Broker, redis_server: RedisProcess
 ) -> None:
     model = unique("demo")
-    request, _ = demo_request(model, 0)
-    request.model_version = "1"
+    request = version_one(model)
     request.inputs[0].datatype = "FP64"
     inference = await broker.submit(request)
-    server = ReplicaServer(
-        [app_pb2.Model(name=model, uri=str(demo.path), sha256=demo.sha256)],
-        settings(tmp_path, redis_url=redis_server.url),
-    )
+    server = pulling(tmp_path, demo, model, redis_server)
     await server.start()
     try:
         done = await broker.wait(inference.inference_id, timeout=20)
@@ -116,11 +138,7 @@ async def test_a_replica_killed_mid_request_loses_nothing(
     model = unique("demo")
     base = {"host": "127.0.0.1", "cache_dir": str(tmp_path / "cache"), "claim_idle": 1.0}
     base["redis_url"] = redis_server.url
-    submitted = {}
-    for seed in range(8):
-        request, batch = demo_request(model, seed)
-        request.model_version = "1"
-        submitted[(await broker.submit(request)).inference_id] = batch
+    submitted = await submit(broker, model, 8)
     observer = Consumer(broker, [(model, "1")], name="observer")
     victim = PullingReplica(demo, model, {**base, "broker_concurrency": 2, "service_time": 60})
     survivor: PullingReplica | None = None
@@ -149,3 +167,48 @@ async def test_a_replica_killed_mid_request_loses_nothing(
         victim.stop()
         if survivor is not None:
             survivor.stop()
+
+
+async def test_a_drain_finishes_what_is_held_and_pulls_no_more(
+    tmp_path: Path, demo: DemoModel, broker: Broker, redis_server: RedisProcess
+) -> None:
+    model = unique("demo")
+    ids = list(await submit(broker, model, 3))
+    server = pulling(tmp_path, demo, model, redis_server, broker_concurrency=1, service_time=0.5)
+    await server.start()
+    try:
+
+        async def one_running() -> bool:
+            return [(await broker.get(i)).state for i in ids].count(RUNNING) == 1
+
+        await eventually(one_running, what="one inference runs")
+        await server.drain()
+        states = [(await broker.get(i)).state for i in ids]
+        assert sorted(states) == [QUEUED, QUEUED, SUCCEEDED], states
+        assert server.puller is not None and server.puller.held == 0
+        assert await broker.backlog(model, "1") == 2
+    finally:
+        await server.stop()
+
+
+async def test_an_inference_that_kills_every_replica_fails_aborted(
+    tmp_path: Path, demo: DemoModel, broker: Broker, redis_server: RedisProcess
+) -> None:
+    """Delivered 5 times already (each replica died): the 6th fails, without running."""
+    model = unique("demo")
+    inference = await broker.submit(version_one(model))
+    ghost = Consumer(broker, [(model, "1")], name="ghost")
+    await ghost.join()
+    (delivery,) = await ghost.read(1, block=0.01)
+    await broker.redis.xclaim(
+        delivery.queue, "replicas", "ghost", 0, [delivery.entry], retrycount=5
+    )
+    server = pulling(tmp_path, demo, model, redis_server, claim_idle=0.3)
+    await server.start()
+    try:
+        done = await broker.wait(inference.inference_id, timeout=20)
+        assert (done.state, done.attempts, done.error.code) == (FAILED, 6, 10)  # ABORTED
+        assert "gave up after 5 attempts" in done.error.message
+        assert await broker.backlog(model, "1") == 0
+    finally:
+        await server.stop()
