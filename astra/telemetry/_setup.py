@@ -51,6 +51,9 @@ def configure(
     ``metric_reader`` add exporters of the caller's own, e.g. OTel's in-memory ones in
     tests; spans reach ``span_exporter`` synchronously as they end.
     """
+    if settings.exporter == "none" and span_exporter is None and metric_reader is None:
+        shutdown()  # off, and the SDK not even imported
+        return
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
