@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Iterable
 
 import grpc
@@ -71,25 +73,38 @@ def record_request(observed: Observed, code: grpc.StatusCode, seconds: float) ->
     _requests.duration.record(seconds, attributes)
 
 
+#: The tables whose weights the current meter's gauge reports.
+_weighed: tuple[metrics.Meter, weakref.WeakSet[Table]] | None = None
+
+
 def observe_weights(table: Table) -> None:
     """Report the effective weight of every endpoint of every route of ``table``, each
-    time metrics are collected (O(endpoints in routes) then, nothing per request)."""
+    time metrics are collected (O(endpoints in routes) then, nothing per request), for
+    as long as the table lives. One gauge per meter serves every gateway in the process."""
+    global _weighed
+    meter = telemetry.meter(_SCOPE)
+    if _weighed is None or _weighed[0] is not meter:
+        tables: weakref.WeakSet[Table] = weakref.WeakSet()
+        meter.create_observable_gauge(
+            "astra.gateway.endpoint.weight",
+            callbacks=[functools.partial(_weights, tables)],
+            unit="1",
+            description="Effective routing weight of each endpoint of a model version "
+            "(base weight times what the gateway saw and the replica reported)",
+        )
+        _weighed = meter, tables
+    _weighed[1].add(table)
 
-    def observations(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        return [
-            metrics.Observation(
-                member.weight,
-                {"model": route.model, "version": route.version, "endpoint": address},
-            )
-            # The reader's thread calls this: copies, not views of what the loop changes.
-            for route in list(table.routes.values())
-            for address, member in list(route.members.items())
-        ]
 
-    telemetry.meter(_SCOPE).create_observable_gauge(
-        "astra.gateway.endpoint.weight",
-        callbacks=[observations],
-        unit="1",
-        description="Effective routing weight of each endpoint of a model version "
-        "(base weight times what the gateway saw and the replica reported)",
-    )
+def _weights(
+    tables: weakref.WeakSet[Table], options: metrics.CallbackOptions
+) -> Iterable[metrics.Observation]:
+    # The reader's thread calls this: copies, not views of what the loop changes.
+    return [
+        metrics.Observation(
+            member.weight, {"model": route.model, "version": route.version, "endpoint": address}
+        )
+        for table in list(tables)
+        for route in list(table.routes.values())
+        for address, member in list(route.members.items())
+    ]
