@@ -3,8 +3,10 @@
 One :class:`AppScheduler` per owned app, all sharing one :class:`FleetView` and one
 :class:`Planner`. The view's nodes come from the Resource service's ``WatchCluster``
 stream and its allocations from a store watch; nothing is polled. Reconciling is
-level-triggered through a :class:`WorkQueue` of app ids: an event only names the app,
-and a worker converges it from the current state, then writes its status. What names
+level-triggered through a :class:`WorkQueue` of app ids, ordered by priority (highest
+first), then age: an event only names the app, and a worker converges it from the
+current state, then writes its status. With capacity scarce, the most important apps
+waiting claim it first (nothing already placed is preempted). What names
 an app:
 
 - its record changed (a spec update, a delete) or this replica became its owner;
@@ -87,7 +89,7 @@ class SchedulerHost:
         self._allocs = StoreFeed(store, self.view, nodes=False)
         self._cluster = ClusterFeed(cluster, self._on_nodes)
         self._replicas = Follower(store, keys.REPLICAS, self._on_replica, mirror=False)
-        self._queue = WorkQueue()
+        self._queue = WorkQueue(key=self._urgency)
         self._schedulers: dict[str, AppScheduler] = {}
         self._starved: set[str] = set()
         self._failures: dict[str, int] = {}
@@ -136,6 +138,11 @@ class SchedulerHost:
                 group.create_task(self._work(), name=f"app.worker-{index}")
 
     # -- events ----------------------------------------------------------------------
+
+    def _urgency(self, app_id: str) -> tuple[int, float]:
+        """Apps by priority, highest first, then by age, oldest first."""
+        record = self._catalog.apps.get(app_id)
+        return (0, 0.0) if record is None else (-record.priority, record.create_time)
 
     def _enqueue(self, app_ids: Iterable[str]) -> None:
         for app_id in app_ids:

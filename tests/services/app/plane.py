@@ -117,9 +117,11 @@ async def plane(
     app: bool = True,
     scheduler: Mapping[str, Any] | None = None,
     dead_after: float = DEAD_AFTER,
+    app_workers: int = 4,
 ) -> AsyncIterator[Plane]:
-    """The services on a free loopback port: the App service unless not ``app``, and
-    with ``scheduler`` the Scheduler service too, built with those options."""
+    """The services on a free loopback port: the App service (reconciling
+    ``app_workers`` apps at once) unless not ``app``, and with ``scheduler`` the
+    Scheduler service too, built with those options."""
     address = f"127.0.0.1:{free_port()}"
     server = Server(address, grace=0.2)
     resource = ResourceService(
@@ -131,7 +133,11 @@ async def plane(
     result = Plane(store, address)
     if app:
         result.app_service = AppService(
-            store, resource=address, replica_id=f"app-{uuid.uuid4().hex[:6]}", lease_ttl=2
+            store,
+            resource=address,
+            replica_id=f"app-{uuid.uuid4().hex[:6]}",
+            lease_ttl=2,
+            workers=app_workers,
         )
         result.app_service.add_to(server)
     async with contextlib.AsyncExitStack() as stack:
@@ -208,9 +214,9 @@ async def invariants(store: Store) -> dict[str, ReplicaRecord]:
             assert alloc.used().fits_in(nodes[node_id].capacity), f"nodes/{node_id} over-committed"
     for name, record in replicas.items():
         assert holders.get(name) == [record.node_id], f"{name} is allocated on {holders.get(name)}"
-    assert (
-        holders.keys() <= replicas.keys()
-    ), f"allocated without a record: {holders.keys() - replicas.keys()}"
+    assert holders.keys() <= replicas.keys(), (
+        f"allocated without a record: {holders.keys() - replicas.keys()}"
+    )
     return replicas
 
 

@@ -36,3 +36,16 @@ async def test_get_waits_for_a_name() -> None:
     assert not waiter.done()
     queue.add("a")
     assert await asyncio.wait_for(waiter, 5) == "a"
+
+
+def test_with_a_key_names_come_out_smallest_first_and_in_order_among_equals() -> None:
+    priority = {"low": 0, "high": 9, "mid": 5, "low2": 0, "high2": 9}
+    queue = WorkQueue(key=lambda name: -priority[name])
+    for name in ("low", "high", "mid", "low2", "high2", "low"):
+        queue.add(name)
+    assert len(queue) == 5
+    assert queue.try_get() == "high"
+    queue.add("high")  # while worked on: back when done, behind its equal
+    queue.done("high")
+    assert [queue.try_get() for _ in range(6)] == ["high2", "high", "mid", "low", "low2", None]
+    assert queue.active == 5
