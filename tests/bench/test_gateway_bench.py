@@ -1,0 +1,78 @@
+"""The gateway benchmark runs end to end (tiny mode: real replicas, the gateway, Debian's
+nginx, h2load, Ray Serve on a local Ray) and prints every row and ratio.
+
+Only the tables' shape and sanity are checked, never speed: timings depend on the
+machine. A missing nginx or h2load fails the benchmark, hence this test.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EVEN = ["direct", "gateway", "nginx", "ray-serve"]
+SLOW = ["gateway", "nginx", "ray-serve"]
+
+
+def _table(lines: list[str], header: str, labels: list[str]) -> dict[str, list[float]]:
+    """The rows of the table under ``header``: label -> numbers."""
+    start = lines.index(header) + 1
+    assert lines[start].split() == ["target", "req/s", "p50", "ms", "p99", "ms"] + (
+        ["req/s", "vs", "direct"] if labels == EVEN else []
+    )
+    rows = {}
+    for line in lines[start + 1 : start + 1 + len(labels)]:
+        label, *cells = line.split()
+        rows[label] = [float(cell.rstrip("x").replace(",", "")) for cell in cells]
+    assert list(rows) == labels
+    for label, numbers in rows.items():
+        assert all(math.isfinite(value) and value > 0 for value in numbers), label
+    return rows
+
+
+def _ratio(lines: list[str], prefix: str) -> float:
+    (line,) = [line for line in lines if line.startswith(prefix)]
+    match = re.match(rf"{re.escape(prefix)} ([\d.]+)x", line)
+    assert match, line
+    return float(match.group(1))
+
+
+@pytest.mark.timeout(600)
+def test_tiny_benchmark_prints_every_target_and_ratio() -> None:
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gateway.py"), "--tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    even = _table(lines, "every replica alike:", EVEN)
+    slow = _table(lines, "one of four replicas 5x slower:", SLOW)
+    direct = even["direct"][0]
+    for label, (rps, p50, p99, ratio) in even.items():
+        assert p50 <= p99, label
+        assert math.isclose(ratio, rps / direct, rel_tol=0.02, abs_tol=0.01), label
+    for label, (_, p50, p99) in slow.items():
+        assert p50 <= p99, label
+    for other in ("nginx", "ray-serve"):
+        ratio = _ratio(lines, f"ratio gateway/{other} throughput:")
+        expected = even["gateway"][0] / even[other][0]
+        assert math.isclose(ratio, expected, rel_tol=0.02, abs_tol=0.01), other
+        ratio = _ratio(lines, f"ratio gateway/{other} p99:")
+        assert math.isclose(ratio, slow["gateway"][2] / slow[other][2], rel_tol=0.02, abs_tol=0.01)
+    assert "target >= 0.8x" in next(line for line in lines if "gateway/nginx throughput" in line)
+    assert "target >= 5x" in next(line for line in lines if "gateway/ray-serve throughput" in line)
+    assert "target <= 0.5x" in next(line for line in lines if "gateway/nginx p99" in line)
