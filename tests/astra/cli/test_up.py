@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astra.cli._howto import DEMO_INPUT, HEADER
+from astra.cli._howto import DEMO_INPUT, HEADER, usage
+from astra.config import Settings
 from astra.models import write_demo_model
 from astra.testing import free_port
 from tests.astra.cli.running import ROOT, child_env
@@ -180,3 +181,11 @@ async def test_up_serves_the_demo_on_the_gateway_stops_on_ctrl_c_and_resumes(
     await check_with_tritonclient(gateway, expected)
     assert await second.interrupt() == 0, second.err
     assert "Traceback" not in second.err and "stopped" in second.err
+
+
+def test_the_printed_astra_infer_line_names_the_gateway_only_when_not_the_default() -> None:
+    default = Settings.model_fields["gateway_address"].default
+    assert "--gateway" not in printed(usage(gateway=default, api="h:1", model="demo"), " infer ")
+    line = printed(usage(gateway="127.0.0.1:9", api="h:1", model="demo"), " infer ")
+    wanted = ["infer", "demo", "--input", "input=[[1, 2, 3, 4]]", "--gateway", "127.0.0.1:9"]
+    assert shlex.split(line)[1:] == wanted
