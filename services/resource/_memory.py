@@ -1,10 +1,12 @@
-"""Giving freed memory back to the operating system."""
+"""Giving freed memory back to the operating system, and keeping long-lived objects out of
+the garbage collector's way."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
+import gc
 from collections.abc import Callable
 
 
@@ -27,3 +29,31 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+class LongLived:
+    """Keeps a growing population of long-lived objects (the members) out of the cyclic
+    garbage collector's scans.
+
+    A full collection walks every tracked object; at 100k members that is a pause of
+    tens of milliseconds on an idle core and of several hundred on a loaded one, long
+    enough to delay heartbeats and failure detection. Each time the population has grown
+    by a quarter (from ``start``), :func:`gc.freeze` moves every object alive into the
+    permanent generation, which collections skip; it costs O(1). Freezes happen
+    O(log n) times as the fleet grows; a cycle that is garbage at the instant of a freeze
+    is kept, so the cost is bounded by that many moments' worth of pending garbage.
+    Frozen objects that are not in a cycle are still freed by reference counting.
+    """
+
+    def __init__(self, *, start: int = 1000, growth: float = 1.25) -> None:
+        self._next = start
+        self._growth = growth
+        #: How many times this froze the heap.
+        self.freezes = 0
+
+    def grew_to(self, count: int) -> None:
+        """The population is now ``count``; freeze if it grew enough since the last time."""
+        if count >= self._next:
+            gc.freeze()
+            self.freezes += 1
+            self._next = max(self._next + 1, int(count * self._growth))

@@ -17,6 +17,7 @@ from astra.records import NodePhase
 from astra.server import Violations
 from services.resource._convert import PHASES, Usage
 from services.resource._detector import Clock, DeadlineWheel
+from services.resource._memory import LongLived
 from services.resource._validation import check_usage
 
 DRAINING = NodePhase.DRAINING.value
@@ -32,7 +33,7 @@ _FRACTIONS = [step / 1000 for step in range(1001)]
 class Member:
     """A node owned by this replica."""
 
-    __slots__ = ("name", "uid_hash", "phase", "deadline", "slot", "cpu", "memory", "gpu")
+    __slots__ = ("cpu", "deadline", "gpu", "memory", "name", "phase", "slot", "uid_hash")
 
     def __init__(self, name: str, uid: str, phase: str, deadline: float) -> None:
         self.name = name
@@ -68,6 +69,8 @@ class Registry:
         self._wheel = wheel
         self._clock = clock
         self._usage_changed: set[str] = set()
+        #: Members live long: once there are many, the garbage collector leaves them be.
+        self.long_lived = LongLived()
 
     def track(self, name: str, uid: str, phase: str, deadline: float) -> Member:
         """Own ``name`` (or update it): watched for silence unless DEAD. O(1).
@@ -77,6 +80,7 @@ class Registry:
         member = self.members.get(name)
         if member is None:
             member = self.members[name] = Member(name, uid, phase, deadline)
+            self.long_lived.grew_to(len(self.members))
             earlier = False
         else:
             earlier = deadline < member.deadline
