@@ -39,13 +39,15 @@ class LongLived:
     tens of milliseconds on an idle core and of several hundred on a loaded one, long
     enough to delay heartbeats and failure detection. Each time the population has grown
     by a quarter (from ``start``), :func:`gc.freeze` moves every object alive into the
-    permanent generation, which collections skip; it costs O(1). Freezes happen
-    O(log n) times as the fleet grows; a cycle that is garbage at the instant of a freeze
-    is kept, so the cost is bounded by that many moments' worth of pending garbage.
+    permanent generation, which collections skip; it costs O(1) after a collection of the
+    young generations (milliseconds), so little pending garbage is frozen with them.
+    Freezes happen O(log n) times as the fleet grows, none below ``start`` members (a
+    small heap is quick to scan); a cycle that is garbage at the instant of a freeze is
+    kept, so the cost is bounded by that many moments' worth of old pending garbage.
     Frozen objects that are not in a cycle are still freed by reference counting.
     """
 
-    def __init__(self, *, start: int = 1000, growth: float = 1.25) -> None:
+    def __init__(self, *, start: int = 10_000, growth: float = 1.25) -> None:
         self._next = start
         self._growth = growth
         #: How many times this froze the heap.
@@ -54,6 +56,7 @@ class LongLived:
     def grew_to(self, count: int) -> None:
         """The population is now ``count``; freeze if it grew enough since the last time."""
         if count >= self._next:
+            gc.collect(1)
             gc.freeze()
             self.freezes += 1
             self._next = max(self._next + 1, int(count * self._growth))
