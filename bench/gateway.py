@@ -20,7 +20,8 @@ A warm-up run precedes every measured run.
 2. One of four replicas is 5x slower: every replica holds each inference's worker
    ``--service-ms`` more (``ReplicaSettings.service_time``, a setting for benchmarks and
    tests only), one of them five times that; Ray Serve's replica of rank 0 likewise.
-   Printed: p99 through the gateway, nginx and Ray Serve.
+   The default (20 ms) makes service times, not the CPUs, bound the run, so that p99
+   shows how requests are spread. Printed: p99 through the gateway, nginx and Ray Serve.
 
 Correctness is checked apart from h2load, which does not read gRPC's status trailers:
 real calls through each target before and after its runs must answer what numpy
@@ -43,12 +44,13 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -100,6 +102,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     requests: int
+    #: CPU seconds (user + system) per request, in microseconds, of groups of processes.
+    cpu_us: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,12 +262,28 @@ def _validate(address: str, output: str, frame: int, *, exact: bool) -> tuple[fl
 # -- the processes -----------------------------------------------------------------------
 
 
+def cpu_seconds(sessions: Sequence[int]) -> float:
+    """CPU seconds (user + system) used so far by the live processes of ``sessions``."""
+    wanted, ticks, total = set(sessions), os.sysconf("SC_CLK_TCK"), 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[3]) in wanted:  # the session; utime, stime follow
+                total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 class Processes:
     """The children of one stage; each is stopped (its whole group) on exit."""
 
     def __init__(self, logs: Path) -> None:
         self._logs = logs
         self._stack = contextlib.AsyncExitStack()
+        #: The session of each child (its pid: each leads one).
+        self.sessions: list[int] = []
 
     async def __aenter__(self) -> Self:
         return self
@@ -272,12 +292,27 @@ class Processes:
         await self._stack.aclose()
 
     async def spawn(self, argv: Sequence[str], *, what: str, pipes: bool = False) -> Any:
+        """Start ``argv`` in a session of its own, SIGTERMed should this process die
+        (through util-linux's setpriv, where there is one); stderr (and stdout unless
+        ``pipes``) go to a log named after ``what``."""
         from node_agent.runtime import ChildProcess
 
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            argv = [setpriv, "--pdeathsig", "TERM", *argv]
         log = self._logs / f"{what.replace(' ', '-')}.log"
-        child = await ChildProcess.spawn(
-            argv, what=what, env=child_env(), log=log, cwd=ROOT, pipes=pipes
-        )
+        with log.open("ab") as sink:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=child_env(),
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE if pipes else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE if pipes else sink,
+                stderr=sink,
+                start_new_session=True,
+            )
+        child = ChildProcess(process, what=what)
+        self.sessions.append(process.pid)
         self._stack.push_async_callback(self._stop, child)
         return child
 
@@ -351,8 +386,11 @@ class Bench:
     timing: Timing
     nginx_workers: int
 
-    async def measure(self, name: str, addresses: Sequence[str]) -> Result:
-        """Check ``addresses``, warm them up, measure them, check them again."""
+    async def measure(
+        self, name: str, addresses: Sequence[str], cpu: dict[str, list[int]] | None = None
+    ) -> Result:
+        """Check ``addresses``, warm them up, measure them, check them again; with the
+        CPU per request of ``cpu``'s groups of sessions over the measured run."""
         print(f"measuring {name}", file=sys.stderr, flush=True)
         for address in addresses:
             await check(address, self.request, self.timing.checks)
@@ -362,10 +400,16 @@ class Bench:
         # As many requests as the warm-up's pace makes last the measured run's seconds.
         least = 8 * self.load.connections * self.load.streams
         counts = [f"-n{max(least, round(rate * self.timing.seconds))}" for rate in rates]
+        groups = cpu or {}
+        before = {group: cpu_seconds(sessions) for group, sessions in groups.items()}
         result, _ = await h2load(addresses, self.load, self.request, logs, runs=counts)
+        used = {
+            group: (cpu_seconds(sessions) - before[group]) / result.requests * 1e6
+            for group, sessions in groups.items()
+        }
         for address in addresses:
             await check(address, self.request, self.timing.checks)
-        return result
+        return replace(result, cpu_us=used)
 
     async def replicas(self, processes: Processes, service_times: Sequence[float]) -> list[str]:
         """Our replicas, one process each, with these service times; their endpoints."""
@@ -417,20 +461,23 @@ class Bench:
         results = {}
         async with Processes(self.workdir) as processes:
             endpoints = await self.replicas(processes, service_times)
+            replicas = {"replicas": processes.sessions}
             if direct:
-                results["direct"] = await self.measure("direct", endpoints)
+                results["direct"] = await self.measure("direct", endpoints, replicas)
             feed = RouteFeed()
             await feed.publish([route_spec(MODEL, VERSION, *endpoints)])
             scheduler = await serve_route_feed(feed)
             try:
                 async with Processes(self.workdir) as gateway:
                     address = await self.gateway(gateway, scheduler.address)
-                    results["gateway"] = await self.measure("gateway", [address])
+                    cpu = {"proxy": gateway.sessions, **replicas}
+                    results["gateway"] = await self.measure("gateway", [address], cpu)
             finally:
                 await scheduler.shutdown(0.5)
             async with Processes(self.workdir) as nginx:
                 address = await self.nginx(nginx, endpoints, f"nginx-{len(results)}")
-                results["nginx"] = await self.measure("nginx", [address])
+                cpu = {"proxy": nginx.sessions, **replicas}
+                results["nginx"] = await self.measure("nginx", [address], cpu)
         return results
 
     async def ray_serve(self, scenarios: Sequence[tuple[int, float, float]]) -> list[Result]:
@@ -598,9 +645,19 @@ def verdict(ratio: float, target: float, *, at_least: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def cpu_line(rows: dict[str, Result]) -> str:
+    """The CPU per request each target's processes used."""
+    parts = [
+        f"{name}: " + ", ".join(f"{group} {value:,.0f}" for group, value in result.cpu_us.items())
+        for name, result in rows.items()
+        if result.cpu_us
+    ]
+    return "CPU per request, microseconds (user + system): " + "; ".join(parts)
+
+
 def report(even: dict[str, Result], slow: dict[str, Result]) -> list[str]:
     """The two tables and the ratios, with the targets next to them."""
-    lines = ["every replica alike:", *format_table(even, even["direct"])]
+    lines = ["every replica alike:", *format_table(even, even["direct"]), cpu_line(even)]
     gateway = even["gateway"]
     for other, target in (("nginx", 0.8), ("ray-serve", 5.0)):
         ratio = gateway.rps / even[other].rps
@@ -609,6 +666,7 @@ def report(even: dict[str, Result], slow: dict[str, Result]) -> list[str]:
             f"(target >= {target:g}x: {verdict(ratio, target, at_least=True)})"
         )
     lines += ["", f"one of four replicas {SLOWDOWN}x slower:", *format_table(slow, None)]
+    lines.append(cpu_line(slow))
     ratio = slow["gateway"].p99_ms / slow["nginx"].p99_ms
     lines.append(
         f"ratio gateway/nginx p99: {ratio:.2f}x (target <= 0.5x: "
@@ -663,6 +721,13 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _until_terminated(work: Coroutine[Any, Any, int]) -> int:
+    """``work``, cancelled on SIGTERM as on Ctrl-C, so that it stops what it started."""
+    task = asyncio.ensure_future(work)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="about a second per target")
@@ -671,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=8, help="streams per connection")
     parser.add_argument("--batch", type=int, default=4, help="rows per inference")
     parser.add_argument(
-        "--service-ms", type=float, default=2.0, help="slow scenario's service time"
+        "--service-ms", type=float, default=20.0, help="service time, slow scenario"
     )
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes")
     parser.add_argument("--load-cpu", type=int, help="the CPU h2load runs on (default: the last)")
@@ -685,10 +750,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.connections < args.replicas:
         parser.error("--connections must be at least --replicas (direct: one per replica)")
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(_until_terminated(run(args)))
     except BenchError as exc:
         print(f"gateway benchmark failed: {exc}", file=sys.stderr)
         return 1
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("gateway benchmark stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -73,6 +73,15 @@ def test_tiny_benchmark_prints_every_target_and_ratio() -> None:
         assert math.isclose(ratio, expected, rel_tol=0.02, abs_tol=0.01), other
         ratio = _ratio(lines, f"ratio gateway/{other} p99:")
         assert math.isclose(ratio, slow["gateway"][2] / slow[other][2], rel_tol=0.02, abs_tol=0.01)
+    cpu = [line for line in lines if line.startswith("CPU per request, microseconds")]
+    assert len(cpu) == 2
+    for line, shown in zip(cpu, (EVEN[:3], SLOW[:2]), strict=True):
+        parts = dict(part.split(": ", 1) for part in line.split(": ", 1)[1].split("; "))
+        assert list(parts) == shown, line
+        for name, groups in parts.items():
+            used = dict(group.rsplit(" ", 1) for group in groups.split(", "))
+            assert list(used) == (["replicas"] if name == "direct" else ["proxy", "replicas"])
+            assert all(float(value.replace(",", "")) > 0 for value in used.values()), line
     assert "target >= 0.8x" in next(line for line in lines if "gateway/nginx throughput" in line)
     assert "target >= 5x" in next(line for line in lines if "gateway/ray-serve throughput" in line)
     assert "target <= 0.5x" in next(line for line in lines if "gateway/nginx p99" in line)
