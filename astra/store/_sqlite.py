@@ -28,6 +28,11 @@ from astra.store._types import Event, EventType
 Synchronous = Literal["NORMAL", "FULL"]
 
 _FORMAT = 1
+#: The page size of a new file (an existing one keeps its own). Rows are written in
+#: batches of many revisions, and 16 KiB pages take the same batch to the WAL in a
+#: quarter of the writes that SQLite's default 4 KiB pages need: about half the
+#: system time of a commit, a micro-second per row.
+_PAGE_SIZE = 16384
 #: A row's id is its revision shifted left by this, plus its position in the revision.
 _POSITION_BITS = 24
 _SCHEMA = """
@@ -104,6 +109,8 @@ class Journal:
     def _setup(self, synchronous: Synchronous) -> None:
         db = self._db
         with self._errors("open"):
+            # Before the first table is created, which fixes the page size of the file.
+            db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             # Before journal_mode, so that WAL keeps its index in memory, not in a -shm file.
             db.execute("PRAGMA locking_mode = EXCLUSIVE")
             db.execute("PRAGMA journal_mode = WAL")

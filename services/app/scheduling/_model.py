@@ -28,6 +28,7 @@ from typing import Generic, TypeVar
 
 from astra.records import AllocRecord, NodePhase, NodeRecord, Quantity
 from astra.store import KeyValue
+from services.app.scheduling._codec import Amounts, unpack_replicas
 
 T = TypeVar("T")
 
@@ -81,8 +82,8 @@ class NodeState:
 
     __slots__ = (
         "accelerator",
+        "alloc_bytes",
         "alloc_revision",
-        "alloc_value",
         "apps",
         "cpu",
         "free_cpu",
@@ -98,6 +99,7 @@ class NodeState:
         "node_id",
         "phase",
         "ready",
+        "replicas",
         "seen_revision",
         "zone",
     )
@@ -117,7 +119,10 @@ class NodeState:
         self.apps: dict[str, int] = {}  # app id -> replicas in the allocation
         self.held_apps: dict[str, int] | None = None  # app id -> replicas held by plans
         self.alloc_revision = 0  # mod_revision of alloc/{node}; 0 while absent
-        self.alloc_value = b""
+        self.alloc_bytes = 0  # the size of its encoded value
+        #: The allocation's replicas, decoded once per change observed; never mutated
+        #: (a new allocation replaces the dictionary).
+        self.replicas: dict[str, Amounts] = {}
         self.seen_revision = 0  # the store revision the allocation was last observed at
 
     def count(self, app_id: str) -> int:
@@ -138,12 +143,9 @@ class NodeState:
         return share
 
     def allocation(self) -> AllocRecord:
-        """The node's allocation as last observed."""
-        return (
-            AllocRecord.from_bytes(self.alloc_value)
-            if self.alloc_value
-            else AllocRecord(self.node_id)
-        )
+        """The node's allocation as last observed, a copy free to change. O(replicas),
+        with no decoding."""
+        return AllocRecord(self.node_id, dict(self.replicas))  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (
@@ -199,7 +201,7 @@ class FleetView:
         if node is None:
             return
         self._unindex(node)
-        if node.alloc_value:
+        if node.alloc_revision:
             node.phase, node.ready = "", False
         else:
             del self.nodes[node_id]
@@ -253,12 +255,16 @@ class FleetView:
         self.revision = max(self.revision, observed)
         if revision == node.alloc_revision:
             return False
-        self._set_alloc(node, revision, kv.value if kv is not None and revision else b"")
+        if revision:
+            assert kv is not None
+            self._set_alloc(node, revision, len(kv.value), unpack_replicas(kv.value))
+        else:
+            self._set_alloc(node, 0, 0, {})
         return True
 
     def commit_alloc(self, record: AllocRecord, value: bytes, *, revision: int) -> None:
         """Record an allocation this process wrote at ``revision``: ``record``, encoded
-        as ``value``."""
+        as ``value``. The view keeps ``record.replicas``: it must not change afterwards."""
         node = self.nodes.get(record.node_id)
         if node is None or revision < node.seen_revision or revision == node.alloc_revision:
             return  # gone, or the feed was first
@@ -266,27 +272,27 @@ class FleetView:
         self.revision = max(self.revision, revision)
         if revision > self.fed:
             self._own.add(revision)
-        self._set_alloc(node, revision, value, record)
+        self._set_alloc(node, revision, len(value), record.replicas)  # type: ignore[arg-type]
 
     def _set_alloc(
-        self, node: NodeState, revision: int, value: bytes, record: AllocRecord | None = None
+        self, node: NodeState, revision: int, size: int, replicas: dict[str, Amounts]
     ) -> None:
+        """Make ``replicas`` (``size`` bytes encoded) the node's allocation at
+        ``revision`` (0: absent). O(replicas)."""
         node.alloc_revision = revision
-        node.alloc_value = value
+        node.alloc_bytes = size
+        node.replicas = replicas
         apps: dict[str, int] = {}
         cpu = memory = gpus = 0
-        if value:
-            if record is None:
-                record = AllocRecord.from_bytes(value)
-            for name, (r_cpu, r_memory, r_gpus) in record.replicas.items():
-                app_id = sys.intern(replica_app(name))
-                apps[app_id] = apps.get(app_id, 0) + 1
-                cpu += r_cpu
-                memory += r_memory
-                gpus += r_gpus
+        for name, (r_cpu, r_memory, r_gpus) in replicas.items():
+            app_id = sys.intern(replica_app(name))
+            apps[app_id] = apps.get(app_id, 0) + 1
+            cpu += r_cpu
+            memory += r_memory
+            gpus += r_gpus
         self._reindex_apps(node, apps)
         _set_free(node, (cpu, memory, gpus))
-        if not node.phase and not value and not node.held_apps:
+        if not node.phase and not revision and not node.held_apps:
             del self.nodes[node.node_id]
 
     def _reindex_apps(self, node: NodeState, apps: dict[str, int]) -> None:

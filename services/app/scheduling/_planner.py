@@ -48,7 +48,7 @@ from astra.store import (
     RangeResult,
     Store,
 )
-from services.app.scheduling._codec import fields_of, pack
+from services.app.scheduling._codec import pack, plain_fields_of
 from services.app.scheduling._model import FleetView, NodeState
 from services.app.scheduling._plan import Placement, Plan, Removal
 
@@ -255,7 +255,7 @@ class Planner:
 
     def _alloc_bytes(self, node_id: str) -> int:
         node = self._view.node(node_id)
-        return len(node.alloc_value) if node is not None else 0
+        return node.alloc_bytes if node is not None else 0
 
     # -- one transaction -------------------------------------------------------------
 
@@ -359,7 +359,7 @@ class Planner:
                     memory - need.memory_bytes,
                     gpus - need.gpus,
                 )
-                replicas[name] = [need.cpu_millis, need.memory_bytes, need.gpus]
+                replicas[name] = (need.cpu_millis, need.memory_bytes, need.gpus)  # type: ignore[assignment]
                 kept.append(placement)
             else:
                 outcome.rejected.append((placement, Rejection.NO_LONGER_FITS))
@@ -433,7 +433,9 @@ def _hand_back(
 class _ReplicaRecords:
     """Encodes the records of placed replicas from one template per app: every field but
     the replica's own (id, node, cluster, role, times) is the same for all the replicas
-    an app spec places. O(fields) per record, no dataclass built."""
+    an app spec places. The template holds plain values only (resources and models as
+    maps), so that msgpack packs a record without calling back into Python. O(fields)
+    per record, no dataclass built."""
 
     #: Templates kept; more apps than this start over (one record built per app again).
     LIMIT = 4096
@@ -448,7 +450,7 @@ class _ReplicaRecords:
                 self._templates.clear()
             entry = self._templates[placement.app_id] = (
                 placement,
-                fields_of(_replica_record(placement, now)),
+                plain_fields_of(_replica_record(placement, now)),
             )
         fields = dict(entry[1])
         fields["replica_id"] = placement.replica_id

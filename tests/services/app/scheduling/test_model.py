@@ -106,7 +106,7 @@ def test_older_observations_of_an_allocation_are_ignored() -> None:
     view.commit_alloc(emptied, emptied.to_bytes(), revision=30)  # a commit of this process
     assert node.alloc_revision == 30 and node.free_cpu == 8000 and not node.apps
     assert view.apply_alloc("n", None, observed=40)  # deleted
-    assert node.alloc_revision == 0 and node.alloc_value == b""
+    assert node.alloc_revision == 0 and node.alloc_bytes == 0 and not node.replicas
 
 
 def test_an_allocation_seen_before_its_node_counts_once_the_node_arrives() -> None:
