@@ -29,7 +29,9 @@ computes, and h2load's received DATA bytes must be exactly its successful reques
 times the size of that answer (a failed call answers no message).
 
 Throughput is requests per second of the measured run; p50 and p99 come from h2load's
-per-request log. ``--tiny`` runs each target for about a second (for tests: the numbers
+per-request log. Each table ends with the CPU time per request of the proxy's and the
+replicas' processes over the measured run (a figure the machine's other load disturbs
+less than throughput). ``--tiny`` runs each target for about a second (for tests: the numbers
 are then only a smoke signal).
 """
 
@@ -70,8 +72,6 @@ WORKERS = 2
 SLOWDOWN = 5
 #: Seconds a process gets to start serving.
 START_TIMEOUT = 120.0
-TARGETS = ("gateway / nginx throughput >= 0.8x", "gateway / ray-serve throughput >= 5x")
-SLOW_TARGET = "gateway / nginx p99 <= 0.5x"
 
 
 class BenchError(RuntimeError):
@@ -151,9 +151,12 @@ async def check(address: str, request: Request, calls: int) -> int:
                 raise BenchError(f"{address}: {exc.code().name}: {exc.details()}") from exc
             response = pb.ModelInferResponse.FromString(raw)
             output = np.frombuffer(response.raw_output_contents[0], dtype=np.float32)
-            np.testing.assert_allclose(
-                output.reshape(request.expected.shape), request.expected, rtol=1e-4, atol=1e-5
-            )
+            try:
+                np.testing.assert_allclose(
+                    output.reshape(request.expected.shape), request.expected, rtol=1e-4, atol=1e-5
+                )
+            except (AssertionError, ValueError) as exc:
+                raise BenchError(f"{address} answered wrongly: {exc}") from exc
             sizes.add(len(raw) + 5)
     if len(sizes) != 1:
         raise BenchError(f"{address} answered the same request with sizes {sorted(sizes)}")
