@@ -37,6 +37,9 @@ SERVER_ERRORS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
+#: The details of the UNAVAILABLE that ends a stream when its server shuts down (see
+#: :class:`~astra.server._stopping.StreamStopper`): expected, so logged as the caller's errors.
+SHUTTING_DOWN = "the server is shutting down: watch again (on another replica)"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Around = Callable[[Context], AbstractAsyncContextManager[None]]
@@ -128,7 +131,8 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
 
 class LoggingInterceptor(WrappingInterceptor):
     """Logs every RPC with its method, status code and duration: DEBUG when OK, WARNING
-    for server errors (:data:`SERVER_ERRORS`), INFO for the caller's errors."""
+    for server errors (:data:`SERVER_ERRORS`), INFO for the caller's errors and for
+    streams ended by the server's shutdown."""
 
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
@@ -139,8 +143,10 @@ class LoggingInterceptor(WrappingInterceptor):
     def _log(method: str, context: Context, code: grpc.StatusCode, seconds: float) -> None:
         if code is grpc.StatusCode.OK:
             level = logging.DEBUG
+        elif code in SERVER_ERRORS and context.details() != SHUTTING_DOWN:
+            level = logging.WARNING
         else:
-            level = logging.WARNING if code in SERVER_ERRORS else logging.INFO
+            level = logging.INFO
         if _log.isEnabledFor(level):
             details = "" if code is grpc.StatusCode.OK else f": {context.details() or ''}"
             _log.log(level, "%s %s %.2fms%s", method, code.name, seconds * 1000, details)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -14,9 +15,12 @@ from grpc_reflection.v1alpha import reflection
 
 from astra.server._errors import ErrorInterceptor
 from astra.server._interceptors import LoggingInterceptor, TelemetryInterceptor
+from astra.server._stopping import StreamStopper
 from astra.server._tasks import Tasks
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -41,6 +45,11 @@ class Server:
     ``""``) and each registered service once started, per-service status can be changed
     with :meth:`set_serving`, and everything turns NOT_SERVING when shutdown begins, so
     watchers see it before the server drains. Reflection lists every service.
+
+    A shutdown does not wait for what never ends on its own: the callbacks given to
+    :meth:`on_shutdown` stop this process's own clients of the server first, then every
+    server-streaming call (the ``Watch*`` RPCs; health's are left to their watchers)
+    ends with UNAVAILABLE, and only then do the other in-flight RPCs drain.
     """
 
     def __init__(
@@ -61,13 +70,16 @@ class Server:
         """
         self._address = address
         self._grace = grace
+        self._streams = StreamStopper(keep=(health.SERVICE_NAME,))
         self._interceptors = (
-            TelemetryInterceptor(), LoggingInterceptor(), ErrorInterceptor(), *interceptors
-        )
+            TelemetryInterceptor(), LoggingInterceptor(), ErrorInterceptor(), *interceptors,
+            self._streams,
+        )  # fmt: skip
         self._options = (("grpc.so_reuseport", 0), *options)
         self._registrations: dict[str, Callable[[grpc.aio.Server], None]] = {}
         self._serving: dict[str, bool] = {}
         self._tasks = Tasks()
+        self._on_shutdown: list[Callable[[], Awaitable[object]]] = []
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._port: int | None = None
@@ -132,6 +144,14 @@ class Server:
         :meth:`shutdown` cancels it and waits for it after the RPCs have drained."""
         return self._tasks.spawn(coro, name=name)
 
+    def on_shutdown(self, callback: Callable[[], Awaitable[object]]) -> None:
+        """Await ``callback()`` when :meth:`shutdown` begins, once health says NOT_SERVING
+        and before the streams end and the RPCs drain: for this process's own clients of
+        the server (a feed following one of its streams), which would otherwise see
+        their stream fail, or hold the drain. Callbacks run concurrently, for at most
+        the grace; a failure is logged."""
+        self._on_shutdown.append(callback)
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -190,10 +210,26 @@ class Server:
         try:
             if self._server is not None:
                 await self._health.enter_graceful_shutdown()
+                await self._stop_own_clients(grace)
+                self._streams.stop()
                 await self._server.stop(grace)
         finally:
             await self._tasks.close()
             self._stopped.set()
+
+    async def _stop_own_clients(self, grace: float) -> None:
+        if not self._on_shutdown:
+            return
+        calls = [asyncio.ensure_future(callback()) for callback in self._on_shutdown]
+        done, pending = await asyncio.wait(calls, timeout=grace)
+        for call in pending:
+            call.cancel()
+        if pending:
+            _log.warning("%d shutdown callback(s) still running after %gs", len(pending), grace)
+            await asyncio.wait(pending)
+        for call in done:
+            if not call.cancelled() and (error := call.exception()) is not None:
+                _log.error("a shutdown callback failed", exc_info=error)
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -41,6 +41,11 @@ class Tasks:
         if not task.cancelled() and (error := task.exception()) is not None:
             _log.error("background task %r failed", task.get_name(), exc_info=error)
 
+    async def cancel(self, task: asyncio.Task[Any]) -> None:
+        """Cancel ``task`` (one of this group's) and wait until it has finished."""
+        task.cancel()
+        await asyncio.wait((task,))
+
     def __len__(self) -> int:
         """How many tasks are still running."""
         return len(self._tasks)

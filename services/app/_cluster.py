@@ -103,5 +103,6 @@ class ClusterFeed:
             removed = [name.removeprefix(_NODE_PREFIX) for name in message.removed_nodes]
             self._consumer(records, removed, message.snapshot)
             self._revision = max(self._revision, message.revision)
-            if message.snapshot or start:
+            if (message.snapshot or start) and not self.synced.is_set():
+                _log.debug("following WatchCluster from revision %d", self._revision)
                 self.synced.set()

@@ -27,8 +27,12 @@ async def api_address(server: Server, *, poll: float = 0.05) -> str:
 @contextlib.asynccontextmanager
 async def app_component(runtime: Runtime) -> AsyncIterator[None]:
     """The App service on ``runtime.api``, its schedulers fed by the Resource service of
-    the same process; put it after ``store`` and the Resource service, before ``api_server``."""
+    the same process; put it after ``store`` and the Resource service, before ``api_server``.
+
+    Its ``WatchCluster`` feed is a client of ``runtime.api``: it stops when that server
+    begins shutting down, before the server drains."""
     service = AppService(runtime.store, resource=lambda: api_address(runtime.api))
     service.add_to(runtime.api)
+    runtime.api.on_shutdown(service.host.stop_cluster_feed)
     async with service:
         yield

@@ -96,6 +96,7 @@ class SchedulerHost:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._starved_timer: asyncio.TimerHandle | None = None
         self._tasks = Tasks()
+        self._feed: asyncio.Task[None] | None = None
         self._metrics: _Metrics | None = None
         catalog.listeners.append(self._on_app)
         ownership.listeners.append(self._rebalance)
@@ -108,9 +109,15 @@ class SchedulerHost:
         self._metrics = _Metrics()
         await self._allocs.start()
         await self._replicas.load()
-        self._tasks.spawn(self._cluster.run(), name="app.cluster-feed")
+        self._feed = self._tasks.spawn(self._cluster.run(), name="app.cluster-feed")
         self._tasks.spawn(self._replicas.follow(), name="app.replica-events")
         self._tasks.spawn(self._serve(), name="app.workers")
+
+    async def stop_cluster_feed(self) -> None:
+        """Stop following ``WatchCluster`` (the fleet stays as last seen), for when the
+        Resource service is in this process and is shutting down. Idempotent."""
+        if self._feed is not None:
+            await self._tasks.cancel(self._feed)
 
     async def close(self) -> None:
         """Stop every worker and feed. Idempotent."""

@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 @contextlib.asynccontextmanager
 async def scheduler_component(runtime: Runtime) -> AsyncIterator[None]:
     """The Scheduler service on ``runtime.api``, fed by the Resource service of the same
-    process; put it after ``store`` and the Resource service, before ``api_server``."""
+    process; put it after ``store`` and the Resource service, before ``api_server``. Its
+    ``WatchCluster`` feed stops when ``runtime.api`` begins shutting down, before it drains."""
     service = SchedulerService(
         runtime.store,
         resource=lambda: api_address(runtime.api),
         performance=runtime.settings.accelerator_factors,
     )
     service.add_to(runtime.api)
+    runtime.api.on_shutdown(service.stop_cluster_feed)
     async with service:
         yield

@@ -83,6 +83,7 @@ class SchedulerService(ss_grpc.SchedulerServiceServicer):
         self.evictor = Evictor(store, self.view, Planner(store, self.view), self.ownership)
         self.ownership.listeners.append(self._rebalance)
         self._tasks = Tasks()
+        self._feed: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -92,14 +93,20 @@ class SchedulerService(ss_grpc.SchedulerServiceServicer):
         await self._replicas.load()
         await self._allocs.start()
         await self.ownership.join()
+        self._feed = self._tasks.spawn(self._cluster.run(), name="scheduler.cluster-feed")
         for name, work in (
-            ("cluster-feed", self._cluster.run()),
             ("routes", self._routes.follow()),
             ("replicas", self._replicas.follow()),
             ("ownership", self.ownership.run()),
             ("recovery", self._recover()),
         ):
             self._tasks.spawn(work, name=f"scheduler.{name}")
+
+    async def stop_cluster_feed(self) -> None:
+        """Stop following ``WatchCluster``; routes are kept from the fleet last seen. For a
+        Resource service in this process that is shutting down. Idempotent."""
+        if self._feed is not None:
+            await self._tasks.cancel(self._feed)
 
     async def shutdown(self) -> None:
         """Stop, and hand this replica's models and nodes to the others. Idempotent."""
