@@ -4,7 +4,8 @@ agent running a local Ray, and a demo app serving a small ONNX model.
 Both are components (see :mod:`astra.cli._up`) placed after the API server, since they
 talk to it. The agent is a child process, as on any other machine; leaving the
 component sends it SIGTERM, so it drains its replicas and deregisters before
-``astra up`` stops the services.
+``astra up`` stops the services. It gets SIGTERM too, and drains, when ``astra up``
+dies without leaving it (SIGKILL, a crash): see :mod:`astra._with_parent`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from astra._gen.astra.v1 import app_pb2, app_service_pb2, app_service_pb2_grpc, replica_pb2
+from astra._with_parent import with_parent
 
 if TYPE_CHECKING:
     from astra.cli._up import Runtime
@@ -35,11 +37,14 @@ DEMO_APP = "demo"
 AGENT_EXIT_TIMEOUT = 60.0
 #: Seconds between progress lines while the demo replica's phase stays the same.
 PROGRESS_EVERY = 10.0
+#: The agent's replica runtime unless ``ASTRA_AGENT_RUNTIME`` names another.
+AGENT_RUNTIME = "node_agent.runtime:RayRuntime"
 
 
 @contextlib.asynccontextmanager
 async def local_agent(runtime: Runtime) -> AsyncIterator[None]:
-    """A node agent for this machine, running replicas on Ray (``RayRuntime``).
+    """A node agent for this machine, running replicas on Ray (``RayRuntime``), or on
+    the runtime ``ASTRA_AGENT_RUNTIME`` names as for ``astra agent``.
 
     Its output goes to ``<state_dir>/agent.log``.
     """
@@ -58,11 +63,11 @@ async def local_agent(runtime: Runtime) -> AsyncIterator[None]:
     command = [
         sys.executable, "-m", "node_agent",
         "--node-id", socket.gethostname(),
-        "--runtime", "node_agent.runtime:RayRuntime",
+        "--runtime", os.environ.get("ASTRA_AGENT_RUNTIME") or AGENT_RUNTIME,
     ]  # fmt: skip
     with open(log_path, "ab") as log:  # noqa: ASYNC230 (a local file, opened once)
         process = await asyncio.create_subprocess_exec(
-            *command, env=env, stdout=log, stderr=subprocess.STDOUT
+            *with_parent(command), env=env, stdout=log, stderr=subprocess.STDOUT
         )
     _log.info("node agent started (pid %d, log %s)", process.pid, log_path)
     try:
