@@ -3,6 +3,8 @@
 Keys are non-empty ``str`` (UTF-8 on the wire), values are ``bytes``. Revisions are
 the store-wide, strictly increasing counter of etcd: every write transaction that
 changes something creates exactly one new revision.
+
+These are built for every key a transaction touches, hence :func:`quick_init`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from astra._frozen import quick_init
+
 #: etcd's default ``--max-txn-ops``: operations per transaction branch.
 MAX_TXN_OPS = 128
 #: etcd's default ``--max-request-bytes`` (1.5 MiB): the size of one request.
 MAX_REQUEST_BYTES = 1572864
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     """One key at one revision, as etcd reports it."""
@@ -46,6 +51,7 @@ class CompareOp(enum.Enum):
     GREATER = ">"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Compare:
     """A guard of a transaction. An absent key has revisions and version 0 and no value.
@@ -99,6 +105,7 @@ class Compare:
         return actual > operand  # type: ignore[operator]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _CompareBuilder:
     key: str
@@ -122,6 +129,7 @@ class _CompareBuilder:
     __hash__ = None  # type: ignore[assignment]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Put:
     """Write ``value`` at ``key``, attached to ``lease`` when non-zero."""
@@ -131,6 +139,7 @@ class Put:
     lease: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Delete:
     """Delete ``key``, or every key starting with it when ``prefix``."""
@@ -139,6 +148,7 @@ class Delete:
     prefix: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Get:
     """Read ``key``, or up to ``limit`` keys starting with it when ``prefix`` (0: no limit)."""
@@ -151,6 +161,7 @@ class Get:
 Op = Put | Delete | Get
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class RangeResult:
     """Keys in key order, the revision they were read at, and whether more remain."""
@@ -160,12 +171,14 @@ class RangeResult:
     more: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PutResult:
     revision: int
     prev: KeyValue | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeleteResult:
     revision: int
@@ -176,6 +189,7 @@ class DeleteResult:
 OpResult = PutResult | DeleteResult | RangeResult
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TxnResult:
     """Whether the compares held, the store revision after the txn, one result per op run."""
@@ -190,6 +204,7 @@ class EventType(enum.Enum):
     DELETE = "delete"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """A change seen by a watch. For DELETE, ``kv`` has the key, an empty value and
@@ -200,6 +215,7 @@ class Event:
     prev: KeyValue | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Lease:
     id: int

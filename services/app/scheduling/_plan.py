@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra._frozen import quick_init
 from astra.records import Quantity, ReplicaRole
 from astra.store import MAX_TXN_OPS
 
@@ -20,6 +21,7 @@ def replica_name(app_id: str, replica_id: str) -> str:
     return f"apps/{app_id}/replicas/{replica_id}"
 
 
+@quick_init  # one per replica placed
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Put replica ``replica_id`` of ``app_id`` on ``node_id``, as a member of Ray cluster
@@ -39,6 +41,7 @@ class Placement:
         return replica_name(self.app_id, self.replica_id)
 
 
+@quick_init  # one per replica removed
 @dataclass(frozen=True, slots=True)
 class Removal:
     """Take replica ``replica_id`` of ``app_id`` off ``node_id`` and delete its record."""

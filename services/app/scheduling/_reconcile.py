@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from astra._frozen import quick_init
 from astra.records import ReplicaRecord, ReplicaRole
 from services.app.scheduling._spec import AppSpec
 
 
+@quick_init  # one per replica placed
 @dataclass(frozen=True, slots=True)
 class Slot:
     """A wanted replica that is not placed yet."""
