@@ -15,21 +15,18 @@ from astra.store import Compare, DeleteResult, Event, EventType, KeyValue, Put
 from services.app.scheduling import Placement, Slot
 
 
-@dataclass(frozen=True, slots=True)
-class Plain:
-    a: int
-    b: str = "b"
-    c: list[int] = field(default_factory=list)
-    d: int = field(default=4, kw_only=True)
+def _declare() -> type:
+    @dataclass(frozen=True, slots=True)
+    class Sample:
+        a: int
+        b: str = "b"
+        c: list[int] = field(default_factory=list)
+        d: int = field(default=4, kw_only=True)
+
+    return Sample
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class Quick:
-    a: int
-    b: str = "b"
-    c: list[int] = field(default_factory=list)
-    d: int = field(default=4, kw_only=True)
+Plain, Quick = _declare(), quick_init(_declare())
 
 
 @given(st.integers(), st.text(), st.lists(st.integers()), st.integers())
