@@ -340,13 +340,16 @@ class Keyspace:
 class _Draft:
     """The ops of one transaction, applied to an overlay on top of the keyspace."""
 
-    __slots__ = ("events", "keyspace", "overlay", "revision")
+    __slots__ = ("created", "events", "keyspace", "overlay", "revision")
 
     def __init__(self, keyspace: Keyspace, revision: int) -> None:
         self.keyspace = keyspace
         self.revision = revision
         self.overlay: dict[str, KeyValue | None] = {}
         self.events: list[Event] = []
+        #: The result of every put that creates its key: results are immutable, and
+        #: most puts of a large transaction create keys.
+        self.created = PutResult(revision)
 
     def run(self, op: Op) -> OpResult:
         if isinstance(op, Put):
@@ -369,7 +372,7 @@ class _Draft:
             )
         self.overlay[op.key] = kv
         self.events.append(Event(EventType.PUT, kv, prev))
-        return PutResult(revision, prev)
+        return self.created if prev is None else PutResult(revision, prev)
 
     def _delete(self, op: Delete) -> DeleteResult:
         revision = self.revision

@@ -178,7 +178,10 @@ class _Space:
         return None
 
     def contains(self, node: NodeState) -> bool:
-        return any(node in bag for bag in self.bags) and (self.accept is None or self.accept(node))
+        bags = self.bags
+        # One bag is the common case (asked once per replica): no generator for it.
+        found = node in bags[0] if len(bags) == 1 else any(node in bag for bag in bags)
+        return found and (self.accept is None or self.accept(node))
 
 
 class Chooser:
