@@ -57,7 +57,7 @@ class _Call:
 class StreamStopper(grpc.aio.ServerInterceptor):
     """Ends the server-streaming calls (a unary request, a stream of responses) of every
     service but ``keep`` with UNAVAILABLE once :meth:`stop` is called, and answers new
-    ones so. Bidirectional streams are left to the grace.
+    ones so. Bidirectional streams (and synchronous servicers') are left to the grace.
 
     Costs nothing per message: the call's task is cancelled only while it waits for its
     servicer's next message, and the servicer's generator is closed as on any cancel.
@@ -94,12 +94,15 @@ class StreamStopper(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.lstrip("/").partition("/")[0] in self._keep:
             return handler
+        behaviour = handler.unary_stream
+        if not (inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour)):
+            return handler  # a synchronous servicer, run on a thread: left to the grace
         cached = self._wrapped.get(method)
         if cached is None or cached[0] is not handler:
             cached = (
                 handler,
                 grpc.unary_stream_rpc_method_handler(
-                    self._wrap(handler.unary_stream),
+                    self._wrap(behaviour),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 ),
