@@ -60,6 +60,7 @@ IDEMPOTENT_RETRY = frozenset(
 )
 #: Request metadata that belongs to the hop, not the request.
 _HOP = frozenset({"user-agent"})
+_RESERVED = ("grpc-", ":")
 
 
 def refused(error: grpc.aio.AioRpcError) -> bool:
@@ -78,10 +79,14 @@ def never_sent(error: grpc.aio.AioRpcError) -> bool:
 
 def forwarded(metadata: Sequence[Any] | None) -> Metadata:
     """The client's metadata that goes on to the replica (tracing headers included)."""
+    if not metadata:
+        return ()
     return tuple(
-        (item.key, item.value)
-        for item in metadata or ()
-        if item.key not in _HOP and not item.key.startswith(("grpc-", ":"))
+        [
+            (item.key, item.value)
+            for item in metadata
+            if item.key not in _HOP and not item.key.startswith(_RESERVED)
+        ]
     )
 
 
@@ -125,6 +130,8 @@ class Forwarder:
         if seen is not None:
             seen.route = member.route
         try:
+            if seen is None:  # the hot path: one frame less
+                return await self._send(member, request, context, metadata)
             return await self._attempt(member, request, context, metadata, seen)
         except grpc.aio.AioRpcError as error:
             other = self._other(member) if retriable(error, metadata) else None

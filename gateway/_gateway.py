@@ -11,7 +11,7 @@ from typing import Self
 from astra.server import Server
 from gateway import _native
 from gateway._broker import BrokerOptions, async_inference_service
-from gateway._endpoints import Endpoint
+from gateway._endpoints import MODEL_INFER, Endpoint
 from gateway._forward import Forwarder
 from gateway._front import inference_service
 from gateway._health import Health
@@ -54,7 +54,8 @@ class Gateway:
         broker: BrokerOptions | None = None,
     ) -> None:
         self.policy = policy or WeightPolicy()
-        self.server = Server(address, grace=grace)
+        # ModelInfer, the hot path, skips the interceptors while they would only log it.
+        self.server = Server(address, grace=grace, plain=(MODEL_INFER,))
         self._open: set[Endpoint] = set()  # endpoints whose channel is not closed yet
         self.table = Table(
             self.policy, clock=time.monotonic, on_retired=self._retired, on_added=self._added

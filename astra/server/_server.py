@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from astra.server._errors import ErrorInterceptor
 from astra.server._interceptors import LoggingInterceptor, TelemetryInterceptor
+from astra.server._plain import PlainMethods
 from astra.server._stopping import StreamStopper
 from astra.server._tasks import Tasks
 
@@ -59,6 +60,7 @@ class Server:
         grace: float = 5.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
+        plain: Collection[str] = (),
     ) -> None:
         """
         Args:
@@ -67,6 +69,10 @@ class Server:
             interceptors: more interceptors, run inside the standard ones.
             options: gRPC channel arguments. ``SO_REUSEPORT`` is off by default, so a
                 busy port is an error instead of two servers silently sharing it.
+            plain: unary-unary methods (``/package.Service/Method``) on a hot path: while
+                telemetry is off and RPC logs are not at DEBUG, their calls skip every
+                interceptor (``interceptors`` too), a light wrapper logging their failures
+                and mapping their errors instead (:mod:`astra.server._plain`).
         """
         self._address = address
         self._grace = grace
@@ -75,6 +81,8 @@ class Server:
             TelemetryInterceptor(), LoggingInterceptor(), ErrorInterceptor(), *interceptors,
             self._streams,
         )  # fmt: skip
+        if plain:
+            self._interceptors = (PlainMethods(self._interceptors, plain),)
         self._options = (("grpc.so_reuseport", 0), *options)
         self._registrations: dict[str, Callable[[grpc.aio.Server], None]] = {}
         self._serving: dict[str, bool] = {}
