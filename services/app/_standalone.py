@@ -8,30 +8,23 @@ replica: settings come from the flags, ``ASTRA_*`` variables and the config file
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from astra import telemetry
 from astra._log import configure_logging
 from astra.config import Settings
-from astra.server import Server, run
-from astra.store import Store, open_store
+from astra.server import run
+from astra.store import Store
+from services import Standalone, serve_standalone
 
-_log = logging.getLogger(__name__)
 #: Flags that are not settings.
 _OWN = ("resource_address", "replica_id")
 
 
-class Replica(AbstractAsyncContextManager["Replica"], Protocol):
+class Replica(Standalone, Protocol):
     """A service replica: served on a server, started and stopped as a context."""
 
     replica_id: str
-
-    def add_to(self, server: Server) -> None: ...
 
 
 #: Builds the replica from the store, the Resource service's address and its id.
@@ -54,29 +47,10 @@ def main(prog: str, description: str, factory: Factory, argv: Sequence[str] | No
     }
     settings = Settings.load(overrides=overrides)
     configure_logging(settings.log_level)
-    run(_serve(settings, factory, args.resource_address, args.replica_id))
-
-
-async def _serve(
-    settings: Settings, factory: Factory, resource: str, replica_id: str | None
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    telemetry.configure(settings.otel)
-    store = await open_store(settings.store_url)
-    server = Server(settings.api_address, grace=settings.shutdown_grace)
-    replica = factory(store, settings, resource, replica_id)
-    replica.add_to(server)
-    try:
-        async with replica:
-            await server.start()
-            _log.info("replica %s serving on %s", replica.replica_id, server.address)
-            try:
-                await stop.wait()
-            finally:
-                await server.shutdown()
-    finally:
-        await store.close()
-        telemetry.shutdown()
+    run(
+        serve_standalone(
+            settings,
+            lambda store: factory(store, settings, args.resource_address, args.replica_id),
+            describe=lambda replica: f"replica {replica.replica_id}",
+        )
+    )

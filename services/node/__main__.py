@@ -9,39 +9,18 @@ open assignment streams end and agents resume them elsewhere.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 from collections.abc import Sequence
 
-from astra import telemetry
 from astra._log import configure_logging
 from astra.config import Settings
-from astra.server import Server, run
-from astra.store import open_store
+from astra.server import run
+from services import serve_standalone
 from services.node._servicer import NodeService
-
-_log = logging.getLogger("services.node")
 
 
 async def serve(settings: Settings) -> None:
     """Serve the Node service on ``settings.api_address`` until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    telemetry.configure(settings.otel)
-    store = await open_store(settings.store_url)
-    server = Server(settings.api_address, grace=settings.shutdown_grace)
-    service = NodeService(store)
-    service.register(server)
-    try:
-        async with service, server:
-            _log.info("Node service serving on %s", server.address)
-            await stop.wait()
-    finally:
-        await store.close()
-        telemetry.shutdown()
+    await serve_standalone(settings, NodeService, describe=lambda _: "Node service")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,6 +17,6 @@ async def node_service(runtime: Runtime) -> AsyncIterator[None]:
     """Serve the Node service on ``runtime.api``; put it after ``store`` and before
     ``api_server``, so that its watch runs before the API serves and stops after."""
     service = NodeService(runtime.store)
-    service.register(runtime.api)
+    service.add_to(runtime.api)
     async with service:
         yield

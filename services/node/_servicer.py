@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 
 import grpc
 
@@ -40,14 +40,14 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         """Stop watching; open assignment streams end with UNAVAILABLE. Idempotent."""
         await self._hub.close()
 
-    async def __aenter__(self) -> NodeService:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def register(self, server: Server) -> None:
+    def add_to(self, server: Server) -> None:
         """Serve this servicer on ``server``."""
         server.add_servicer(
             self,
@@ -55,7 +55,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
             node_service_pb2.DESCRIPTOR.services_by_name["NodeService"],
         )
 
-    async def WatchAssignments(  # noqa: N802 - the RPC's name
+    async def WatchAssignments(
         self, request: node_service_pb2.WatchAssignmentsRequest, context: Context
     ) -> AsyncIterator[node_service_pb2.WatchAssignmentsResponse]:
         violations = Violations()
@@ -81,7 +81,7 @@ class NodeService(node_service_pb2_grpc.NodeServiceServicer):
         finally:
             self._hub.unsubscribe(subscription)
 
-    async def ReportReplicaStatus(  # noqa: N802 - the RPC's name
+    async def ReportReplicaStatus(
         self, request: node_service_pb2.ReportReplicaStatusRequest, context: Context
     ) -> node_service_pb2.ReportReplicaStatusResponse:
         node, updates = parse_reports(request)

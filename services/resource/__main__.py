@@ -9,19 +9,14 @@ SIGTERM: queued transitions are written and the nodes handed to the other replic
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 from collections.abc import Sequence
 
-from astra import telemetry
 from astra._log import configure_logging
 from astra.config import Settings
-from astra.server import Server, run
-from astra.store import open_store
+from astra.server import run
+from astra.store import Store
+from services import serve_standalone
 from services.resource._service import ResourceService
-
-_log = logging.getLogger("services.resource")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -52,33 +47,20 @@ async def serve(
     settings: Settings, *, advertise: str, replica_id: str | None, lease_ttl: int
 ) -> None:
     """Serve one replica until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    telemetry.configure(settings.otel)
-    store = await open_store(settings.store_url)
-    server = Server(settings.api_address, grace=settings.shutdown_grace)
-    service = ResourceService(
-        store,
-        address=advertise,
-        replica_id=replica_id,
-        heartbeat_interval=settings.heartbeat_interval,
-        dead_after=settings.dead_after,
-        lease_ttl=lease_ttl,
+
+    def build(store: Store) -> ResourceService:
+        return ResourceService(
+            store,
+            address=advertise,
+            replica_id=replica_id,
+            heartbeat_interval=settings.heartbeat_interval,
+            dead_after=settings.dead_after,
+            lease_ttl=lease_ttl,
+        )
+
+    await serve_standalone(
+        settings, build, describe=lambda service: f"Resource replica {service.replica_id}"
     )
-    service.add_to(server)
-    try:
-        async with service:
-            await server.start()
-            _log.info("Resource replica %s serving on %s", service.replica_id, server.address)
-            try:
-                await stop.wait()
-            finally:
-                await server.shutdown()
-    finally:
-        await store.close()
-        telemetry.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

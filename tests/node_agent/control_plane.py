@@ -42,7 +42,7 @@ class ControlPlane:
         node = NodeService(self.store)
         server = Server(self.address, grace=0.2)
         resource.add_to(server)
-        node.register(server)
+        node.add_to(server)
         await resource.start()
         stack.push_async_callback(resource.shutdown)
         await stack.enter_async_context(node)

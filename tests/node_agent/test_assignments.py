@@ -118,7 +118,7 @@ async def test_a_lost_stream_resumes_without_restarting_what_runs(
 ) -> None:
     service = NodeService(store)
     server = Server("127.0.0.1:0", grace=0.1)
-    service.register(server)
+    service.add_to(server)
     async with service:
         await server.start()
         address = server.address
@@ -133,7 +133,7 @@ async def test_a_lost_stream_resumes_without_restarting_what_runs(
             added = new_replica(node_id)
             changed_at = await place(store, node_id, [added], remove=[dropped])
             restarted = Server(address, grace=0.1)
-            service.register(restarted)
+            service.add_to(restarted)
             async with restarted:
                 await eventually(lambda: runtime.running == {kept.name, added.name}, what="resumed")
                 assert agent.assignments.revision >= changed_at > seen

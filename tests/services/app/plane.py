@@ -129,7 +129,7 @@ async def plane(
     )
     node = NodeService(store)
     resource.add_to(server)
-    node.register(server)
+    node.add_to(server)
     result = Plane(store, address)
     if app:
         result.app_service = AppService(

@@ -26,7 +26,7 @@ async def node_server(store: Store) -> AsyncIterator[Server]:
     """A gRPC server on a free loopback port serving the Node service."""
     service = NodeService(store)
     server = Server("127.0.0.1:0", grace=0.2)
-    service.register(server)
+    service.add_to(server)
     async with service, server:
         yield server
 
