@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 
 class BinaryNotFoundError(RuntimeError):
@@ -32,13 +33,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until something accepts connections on 127.0.0.1:``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            raise RuntimeError(
+                f"process exited with {process.returncode} before listening on {port}"
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.2),
+        ):
             return
         time.sleep(0.02)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
@@ -83,7 +91,9 @@ class _ServerProcess:
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self._owned_dir = data_dir is None
-        self.data_dir = Path(tempfile.mkdtemp(prefix=f"astra-{self.name}-")) if data_dir is None else data_dir
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix=f"astra-{self.name}-")) if data_dir is None else data_dir
+        )
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._log = open(self.data_dir / f"{self.name}.log", "ab")  # noqa: SIM115
@@ -124,9 +134,13 @@ class _ServerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.data_dir / f"{self.name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
-    def __enter__(self) -> _ServerProcess:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -156,12 +170,16 @@ class EtcdProcess(_ServerProcess):
         """etcd accepts connections before it serves; wait for its /health to say so."""
         url = f"http://127.0.0.1:{self.port}/health"
         while True:
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
-                    if json.loads(response.read()).get("health") == "true":
-                        return
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(url, timeout=1) as response,
+            ):
+                if json.loads(response.read()).get("health") == "true":
+                    return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"etcd on port {self.port} did not become healthy:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"etcd on port {self.port} did not become healthy:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
 
     def _command(self) -> list[str]:
