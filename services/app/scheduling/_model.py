@@ -262,9 +262,24 @@ class FleetView:
             self._set_alloc(node, 0, 0, {})
         return True
 
-    def commit_alloc(self, record: AllocRecord, value: bytes, *, revision: int) -> None:
+    def commit_alloc(
+        self,
+        record: AllocRecord,
+        value: bytes,
+        *,
+        revision: int,
+        base: int | None = None,
+        added: Iterable[tuple[str, Amounts]] = (),
+        removed: Iterable[tuple[str, Amounts]] = (),
+    ) -> None:
         """Record an allocation this process wrote at ``revision``: ``record``, encoded
-        as ``value``. The view keeps ``record.replicas``: it must not change afterwards."""
+        as ``value``. The view keeps ``record.replicas``: it must not change afterwards.
+
+        With ``base``, the mod_revision the record was made from, ``added`` and
+        ``removed`` are its differences from that allocation (the app id and amounts of
+        each replica): while the view still holds that one, it is updated in
+        O(changes) rather than O(replicas on the node).
+        """
         node = self.nodes.get(record.node_id)
         if node is None or revision < node.seen_revision or revision == node.alloc_revision:
             return  # gone, or the feed was first
@@ -272,26 +287,32 @@ class FleetView:
         self.revision = max(self.revision, revision)
         if revision > self.fed:
             self._own.add(revision)
-        self._set_alloc(node, revision, len(value), record.replicas)  # type: ignore[arg-type]
+        replicas: dict[str, Amounts] = record.replicas  # type: ignore[assignment]
+        if base is not None and base == node.alloc_revision:
+            apps, used = _changed(node, added, removed)
+        else:
+            apps, used = _summary(replicas)
+        self._set_alloc(node, revision, len(value), replicas, apps, used)
 
     def _set_alloc(
-        self, node: NodeState, revision: int, size: int, replicas: dict[str, Amounts]
+        self,
+        node: NodeState,
+        revision: int,
+        size: int,
+        replicas: dict[str, Amounts],
+        apps: dict[str, int] | None = None,
+        used: Amounts = (0, 0, 0),
     ) -> None:
         """Make ``replicas`` (``size`` bytes encoded) the node's allocation at
-        ``revision`` (0: absent). O(replicas)."""
+        ``revision`` (0: absent), with its replicas per app and its total amounts
+        when known. O(replicas) when not."""
+        if apps is None:
+            apps, used = _summary(replicas)
         node.alloc_revision = revision
         node.alloc_bytes = size
         node.replicas = replicas
-        apps: dict[str, int] = {}
-        cpu = memory = gpus = 0
-        for name, (r_cpu, r_memory, r_gpus) in replicas.items():
-            app_id = sys.intern(replica_app(name))
-            apps[app_id] = apps.get(app_id, 0) + 1
-            cpu += r_cpu
-            memory += r_memory
-            gpus += r_gpus
         self._reindex_apps(node, apps)
-        _set_free(node, (cpu, memory, gpus))
+        _set_free(node, used)
         if not node.phase and not revision and not node.held_apps:
             del self.nodes[node.node_id]
 
@@ -405,6 +426,41 @@ def _bag(index: dict[K, Bag[NodeState]], key: K) -> Bag[NodeState]:
     if bag is None:
         bag = index[key] = Bag()
     return bag
+
+
+def _summary(replicas: dict[str, Amounts]) -> tuple[dict[str, int], Amounts]:
+    """An allocation's replicas per app and total amounts. O(replicas)."""
+    apps: dict[str, int] = {}
+    cpu = memory = gpus = 0
+    for name, (r_cpu, r_memory, r_gpus) in replicas.items():
+        app_id = sys.intern(replica_app(name))
+        apps[app_id] = apps.get(app_id, 0) + 1
+        cpu += r_cpu
+        memory += r_memory
+        gpus += r_gpus
+    return apps, (cpu, memory, gpus)
+
+
+def _changed(
+    node: NodeState, added: Iterable[tuple[str, Amounts]], removed: Iterable[tuple[str, Amounts]]
+) -> tuple[dict[str, int], Amounts]:
+    """:func:`_summary` of the node's allocation with ``added`` and ``removed`` applied.
+    O(changes + apps on the node)."""
+    apps = dict(node.apps)
+    cpu = node.cpu - node.free_cpu - node.held_cpu  # what the allocation uses now
+    memory = node.memory - node.free_memory - node.held_memory
+    gpus = node.gpus - node.free_gpus - node.held_gpus
+    for sign, changes in ((1, added), (-1, removed)):
+        for app_id, (r_cpu, r_memory, r_gpus) in changes:
+            count = apps.get(app_id, 0) + sign
+            if count:
+                apps[app_id] = count
+            else:
+                del apps[app_id]
+            cpu += sign * r_cpu
+            memory += sign * r_memory
+            gpus += sign * r_gpus
+    return apps, (cpu, memory, gpus)
 
 
 def _set_free(node: NodeState, committed: tuple[int, int, int]) -> None:

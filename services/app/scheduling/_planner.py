@@ -48,7 +48,7 @@ from astra.store import (
     RangeResult,
     Store,
 )
-from services.app.scheduling._codec import pack, plain_fields_of
+from services.app.scheduling._codec import Amounts, pack, plain_fields_of
 from services.app.scheduling._model import FleetView, NodeState
 from services.app.scheduling._plan import Placement, Plan, Removal
 
@@ -139,9 +139,21 @@ class _Txn:
     compares: list[Compare] = field(default_factory=list)
     success: list[Op] = field(default_factory=list)
     failure: list[Op] = field(default_factory=list)
-    written: list[tuple[AllocRecord, int, bytes]] = field(default_factory=list)
-    """(new allocation, base mod_revision, its value) per written allocation, in the order
-    of the failure branch's reads."""
+    written: list[_Written] = field(default_factory=list)
+    """Every written allocation, in the order of the failure branch's reads."""
+
+
+@dataclass(slots=True)
+class _Written:
+    """A new allocation of a transaction, and what it changed."""
+
+    record: AllocRecord
+    base_revision: int
+    """The mod_revision of the allocation it was made from (0: none)."""
+    value: bytes
+    placements: list[Placement]
+    removed: list[tuple[str, Amounts]]
+    """(app id, amounts) of each replica it no longer names."""
 
 
 class Planner:
@@ -294,11 +306,11 @@ class Planner:
             node = view.node(change.node_id)
             base_revision = node.alloc_revision if node is not None else 0
             record = node.allocation() if node is not None else AllocRecord(change.node_id)
-            freed, removed = [0, 0, 0], 0
+            freed, removed = [0, 0, 0], []
             for removal in change.removals:
                 amounts = record.replicas.pop(removal.name, None)
                 if amounts is not None:
-                    removed += 1
+                    removed.append((removal.app_id, amounts))
                     freed = [total + amount for total, amount in zip(freed, amounts, strict=True)]
             change.placements = self._fit(change.placements, node, record, freed, outcome)
             if not first:
@@ -309,7 +321,9 @@ class Planner:
                 txn.compares.append(Compare(key, CompareTarget.MOD, CompareOp.EQUAL, base_revision))
                 txn.success.append(Put(key, value))
                 txn.failure.append(Get(key))
-                txn.written.append((record, base_revision, value))
+                txn.written.append(
+                    _Written(record, base_revision, value, change.placements, removed)
+                )
             for placement in change.placements:
                 key = keys.replica(placement.app_id, placement.replica_id)
                 txn.compares.append(Compare(key, CompareTarget.VERSION, CompareOp.EQUAL, 0))
@@ -359,7 +373,7 @@ class Planner:
                     memory - need.memory_bytes,
                     gpus - need.gpus,
                 )
-                replicas[name] = (need.cpu_millis, need.memory_bytes, need.gpus)  # type: ignore[assignment]
+                replicas[name] = _amounts(placement)  # type: ignore[assignment]
                 kept.append(placement)
             else:
                 outcome.rejected.append((placement, Rejection.NO_LONGER_FITS))
@@ -369,8 +383,15 @@ class Planner:
     def _committed(
         self, changes: list[_Change], txn: _Txn, revision: int, outcome: CommitOutcome
     ) -> None:
-        for record, _, value in txn.written:
-            self._view.commit_alloc(record, value, revision=revision)
+        for written in txn.written:
+            self._view.commit_alloc(
+                written.record,
+                written.value,
+                revision=revision,
+                base=written.base_revision,
+                added=[(placement.app_id, _amounts(placement)) for placement in written.placements],
+                removed=written.removed,
+            )
         if self._mode is ConflictMode.COARSE:
             self._sequence_revision = revision
         stats = self.stats
@@ -386,11 +407,11 @@ class Planner:
     def _refresh(self, txn: _Txn, results: list[object], revision: int) -> bool:
         """Apply the allocations a failed transaction read; whether any had changed."""
         changed = False
-        for (record, base_revision, _), result in zip(txn.written, results, strict=False):
+        for written, result in zip(txn.written, results, strict=False):
             assert isinstance(result, RangeResult)
             kv = result.kvs[0] if result.kvs else None
-            self._view.apply_alloc(record.node_id, kv, observed=revision)
-            changed = changed or (kv.mod_revision if kv is not None else 0) != base_revision
+            self._view.apply_alloc(written.record.node_id, kv, observed=revision)
+            changed = changed or (kv.mod_revision if kv is not None else 0) != written.base_revision
         if self._mode is ConflictMode.COARSE:
             sequence = results[-1]
             assert isinstance(sequence, RangeResult)
@@ -415,6 +436,11 @@ class Planner:
                 (p, Rejection.ALREADY_PLACED) for p in change.placements if p.name in existing
             )
             change.placements = [p for p in change.placements if p.name not in existing]
+
+
+def _amounts(placement: Placement) -> Amounts:
+    need = placement.resources
+    return need.cpu_millis, need.memory_bytes, need.gpus
 
 
 def _has_node(chunk: list[_Change], change: _Change) -> bool:

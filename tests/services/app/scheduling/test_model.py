@@ -155,3 +155,52 @@ async def test_catching_up_waits_for_the_feed_to_pass_what_this_process_saw() ->
     started = time.monotonic()
     await view.catch_up(8, timeout=0.05)  # the feed is stuck: give up after the timeout
     assert time.monotonic() - started >= 0.05 and view.lag == 54
+
+
+amounts = st.tuples(st.integers(0, 500), st.integers(0, GIB), st.integers(0, 2))
+allocations = st.dictionaries(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 30)), amounts, max_size=12
+)
+
+
+def _summary(view: FleetView) -> tuple[object, ...]:
+    node = view.node("n")
+    assert node is not None
+    return (
+        node.apps,
+        (node.free_cpu, node.free_memory, node.free_gpus),
+        {app: [other.node_id for other in view.by_app(app) or []] for app in "abc"},
+    )
+
+
+@given(allocations, allocations, st.booleans())
+def test_a_commit_given_its_changes_summarises_the_node_as_a_full_count_does(
+    before: dict[tuple[str, int], tuple[int, int, int]],
+    after: dict[tuple[str, int], tuple[int, int, int]],
+    stale: bool,
+) -> None:
+    def replicas(entries: dict[tuple[str, int], tuple[int, int, int]]) -> dict[str, list[int]]:
+        return {f"apps/{app}/replicas/r{n}": list(value) for (app, n), value in entries.items()}
+
+    views = [FleetView(), FleetView()]
+    for view in views:
+        view.apply_node(node_record("n", cpu=100_000, memory=100 * GIB, gpus=64))
+        view.hold(view.nodes["n"], "a", Quantity(100, GIB, 1))  # a plan in flight
+        base = AllocRecord("n", replicas(before))
+        view.apply_alloc("n", KeyValue("/astra/v1/alloc/n", base.to_bytes(), 1, 5, 1), observed=5)
+    added = [(app, value) for (app, n), value in after.items() if (app, n) not in before]
+    removed = [(app, value) for (app, n), value in before.items() if (app, n) not in after]
+    # What stays keeps its amounts: a commit adds and removes replicas, never resizes one.
+    record = AllocRecord(
+        "n", replicas({key: before.get(key, value) for key, value in after.items()})
+    )
+    views[0].commit_alloc(
+        record,
+        record.to_bytes(),
+        revision=7,
+        base=4 if stale else 5,  # a stale base falls back on counting everything
+        added=added,
+        removed=removed,
+    )
+    views[1].commit_alloc(record, record.to_bytes(), revision=7)
+    assert _summary(views[0]) == _summary(views[1])
