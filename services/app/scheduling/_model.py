@@ -157,8 +157,10 @@ class NodeState:
 class FleetView:
     """Nodes, their allocations with ``mod_revision``, and placement indexes.
 
-    All methods are synchronous and O(1) apart from the allocation they decode
-    (O(replicas on the node)); a view belongs to one event loop.
+    All methods are synchronous and O(1) apart from the allocations they take in:
+    one observed from the store is decoded once, O(replicas on the node); one this
+    process committed costs O(its changes) (:meth:`commit_alloc`). A view belongs to
+    one event loop.
     """
 
     def __init__(self) -> None:
