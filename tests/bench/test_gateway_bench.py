@@ -8,15 +8,12 @@ machine. A missing nginx or h2load fails the benchmark, hence this test.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_tiny
+
 EVEN = ["direct", "gateway", "nginx", "ray-serve"]
 SLOW = ["gateway", "nginx", "ray-serve"]
 
@@ -46,19 +43,7 @@ def _ratio(lines: list[str], prefix: str) -> float:
 
 @pytest.mark.timeout(600)
 def test_tiny_benchmark_prints_every_target_and_ratio() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gateway.py"), "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.splitlines()
+    lines = run_tiny("gateway.py", timeout=580).splitlines()
     even = _table(lines, "every replica alike:", EVEN)
     slow = _table(lines, "one of four replicas 5x slower:", SLOW)
     direct = even["direct"][0]

@@ -6,27 +6,12 @@ service meets are checked (every drained and silenced node is seen, in time).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_tiny
 
 
 def test_tiny_membership_benchmark_prints_the_table() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "membership.py"), "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.splitlines()
+    out = run_tiny("membership.py", timeout=110)
+    lines = out.splitlines()
     header = next(index for index, line in enumerate(lines) if line.split()[:1] == ["nodes"])
     assert "heartbeats/s" in lines[header] and "memory/node" in lines[header]
     row = lines[header + 1].replace(",", "").split()
@@ -38,5 +23,5 @@ def test_tiny_membership_benchmark_prints_the_table() -> None:
     dead_p50, dead_p99 = (float(value) for value in dead.split("/"))
     assert dead_after == "(1)"
     assert 1.0 <= dead_p50 <= dead_p99 < 5.0  # never before dead_after
-    assert "not seen" not in completed.stdout
+    assert "not seen" not in out
     assert false_dead == "0"

@@ -6,28 +6,12 @@ Only the table's shape and sanity are checked, never speed: timings depend on th
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_tiny
 
 
 def test_tiny_benchmark_prints_every_size_for_both_implementations() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "picker.py"), "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    lines = completed.stdout.splitlines()
+    lines = run_tiny("picker.py", timeout=100).splitlines()
     header = next(line for line in lines if line.startswith("endpoints"))
     assert header.split()[1:] == ["native", "native/call", "python", "python/native"]
     rows = {}

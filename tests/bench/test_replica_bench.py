@@ -7,31 +7,17 @@ Only the table's shape and sanity are checked, never speed: timings depend on th
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_tiny
+
 ROWS = ["latency p50 (ms)", "latency p99 (ms)", "throughput (2 clients, inf/s)"]
 
 
 @pytest.mark.timeout(400)
 def test_tiny_benchmark_prints_every_row_and_the_overhead_ratio() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "replica.py"), "--tiny", "--clients", "2"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=380,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.splitlines()
+    lines = run_tiny("replica.py", "--clients", "2", timeout=380).splitlines()
     header = next(line for line in lines if line.startswith("metric"))
     assert header.split()[1:] == ["in-process", "replica", "replica/in-process"]
     rows = {}

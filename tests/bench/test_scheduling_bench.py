@@ -7,12 +7,9 @@ is: every replica placed, nothing over-committed or inconsistent, sane numbers.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_tiny
+
 NUMERIC_ROWS = (
     "placements/s",
     "conflicts per committed txn",
@@ -39,19 +36,7 @@ def _number(cell: str) -> float:
 
 
 def test_tiny_benchmark_places_everything_on_both_backends() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scheduling.py"), "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    lines = completed.stdout.splitlines()
+    lines = run_tiny("scheduling.py", timeout=110).splitlines()
     header = next(line for line in lines if line.startswith("metric"))
     assert header.split()[1:] == ["embedded", "etcd"]
     rows = {

@@ -6,12 +6,9 @@ Only the table's shape and sanity are checked, never speed: timings depend on th
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_tiny
+
 ROWS = [
     "put/s (16 clients)",
     "CAS batch 1: txn/s",
@@ -28,18 +25,7 @@ def _numbers(line: str, label: str) -> list[float]:
 
 
 def test_tiny_benchmark_prints_every_row_for_both_backends() -> None:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "store.py"), "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert completed.returncode == 0, completed.stderr
-    lines = completed.stdout.splitlines()
+    lines = run_tiny("store.py", timeout=100).splitlines()
     header = next(line for line in lines if line.startswith("metric"))
     assert header.split()[1:] == ["embedded", "etcd", "embedded/etcd"]
     rows = {
