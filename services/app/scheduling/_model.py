@@ -369,11 +369,12 @@ class FleetView:
         """Reserve ``resources`` on ``node`` for a replica of ``app_id`` being planned."""
         _add_hold(node, app_id, resources, 1)
 
-    def release(self, node_id: str, app_id: str, resources: Quantity) -> None:
-        """Undo one :meth:`hold` once its plan is committed or rejected."""
+    def release(self, node_id: str, app_id: str, resources: Quantity, count: int = 1) -> None:
+        """Undo ``count`` identical :meth:`hold` calls once their plan is committed or
+        rejected. O(1), whatever ``count``."""
         node = self.nodes.get(node_id)
         if node is not None:
-            _add_hold(node, app_id, resources, -1)
+            _add_hold(node, app_id, resources, -count)
 
     # -- indexes -------------------------------------------------------------------
 
@@ -471,11 +472,12 @@ def _set_free(node: NodeState, committed: tuple[int, int, int]) -> None:
     node.free_gpus = node.gpus - committed[2] - node.held_gpus
 
 
-def _add_hold(node: NodeState, app_id: str, resources: Quantity, sign: int) -> None:
+def _add_hold(node: NodeState, app_id: str, resources: Quantity, times: int) -> None:
+    """Hold ``resources`` ``times`` more (fewer, when negative) on ``node`` for ``app_id``."""
     cpu, memory, gpus = (
-        sign * resources.cpu_millis,
-        sign * resources.memory_bytes,
-        sign * resources.gpus,
+        times * resources.cpu_millis,
+        times * resources.memory_bytes,
+        times * resources.gpus,
     )
     node.held_cpu += cpu
     node.held_memory += memory
@@ -486,7 +488,7 @@ def _add_hold(node: NodeState, app_id: str, resources: Quantity, sign: int) -> N
     held = node.held_apps
     if held is None:
         held = node.held_apps = {}
-    count = held.get(app_id, 0) + sign
+    count = held.get(app_id, 0) + times
     if count:
         held[app_id] = count
     else:

@@ -168,8 +168,11 @@ class AppScheduler:
             try:
                 outcome = await self._planner.commit(plan)
             finally:
-                for placement in plan.placements:
-                    view.release(placement.node_id, placement.app_id, placement.resources)
+                # Every placement of the plan holds spec.resources for the app: one
+                # release per node.
+                held = Counter(placement.node_id for placement in plan.placements)
+                for node_id, count in held.items():
+                    view.release(node_id, spec.app_id, spec.resources, count)
             result.placed.extend(outcome.placed)
             result.running += len(outcome.placed)
             result.txns += outcome.txns
