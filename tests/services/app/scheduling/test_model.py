@@ -76,6 +76,13 @@ def test_free_capacity_is_what_the_allocation_and_holds_leave() -> None:
     view.release("n", "b", Quantity(500, GIB, 1))
     assert (node.free_cpu, node.free_gpus, node.count("b"), node.held_apps) == (3000, 1, 0, None)
 
+    for _ in range(3):
+        view.hold(node, "c", Quantity(100, 0, 0))
+    view.release("n", "c", Quantity(100, 0, 0), 2)  # two of the three at once
+    assert (node.free_cpu, node.count("c")) == (2900, 1)
+    view.release("n", "c", Quantity(100, 0, 0))
+    assert (node.free_cpu, node.count("c"), node.held_apps) == (3000, 0, None)
+
     # A bigger node record keeps what is allocated.
     view.apply_node(node_record("n", cpu=8000, memory=8 * GIB, gpus=2, accelerator="a10g"))
     assert node.free_cpu == 7000
