@@ -25,6 +25,7 @@ from astra._gen.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from astra.config import OtelSettings
 from astra.models import write_demo_model
 from astra.testing import OtlpCollector, metric_points
+from gateway import WeightPolicy
 from gateway._endpoints import MODEL_INFER
 from tests.gateway.conftest import Setup
 from tests.gateway.replica import add_request, served_by
@@ -130,7 +131,8 @@ async def test_requests_latency_and_endpoint_weights_are_measured_per_model(
 ) -> None:
     a, b = await setup.replica("a"), await setup.replica("b")
     await setup.feed.publish([route("add", "1", (a.address, 1.0), (b.address, 3.0))])
-    await setup.start_gateway()
+    # No recomputation while the test runs: the weights stay the Scheduler's base weights.
+    await setup.start_gateway(policy=WeightPolicy(interval=3600.0))
     stub = setup.stub()
     for _ in range(3):
         await stub.ModelInfer(add_request([1.0], version="1"), timeout=5)
