@@ -4,6 +4,7 @@ real replicas, the gateway, and a client."""
 from __future__ import annotations
 
 import collections
+import logging
 
 import grpc
 import numpy as np
@@ -69,6 +70,32 @@ async def test_a_model_with_no_ready_endpoint_is_unavailable_and_says_so(setup: 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert caught.value.details() == "model add:1 has no ready endpoint (none listed)"
     assert not (await stub.ModelReady(pb.ModelReadyRequest(name="add", version="1"))).ready
+
+
+async def test_model_infer_failures_are_logged_as_every_rpc_is(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ModelInfer skips the server's interceptors (a plain method), not their logs.
+    await setup.feed.publish([route("add", "1")])
+    await setup.start_gateway()
+    stub = setup.stub()
+    with caplog.at_level(logging.INFO, logger="astra.server.rpc"):
+        for request in (add_request([1.0], model="nope"), add_request([1.0], version="1")):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.ModelInfer(request)
+
+        def logged() -> list[tuple[int, str]]:
+            return [
+                (record.levelno, record.getMessage())
+                for record in caplog.records
+                if record.name == "astra.server.rpc" and MODEL_INFER in record.getMessage()
+            ]
+
+        await eventually(lambda: len(logged()) == 2, what="two ModelInfer log records")
+    (missing_level, missing), (unavailable_level, unavailable) = logged()
+    assert missing_level == logging.INFO and missing.startswith(f"{MODEL_INFER} NOT_FOUND ")
+    assert unavailable_level == logging.WARNING
+    assert unavailable.endswith("ms: model add:1 has no ready endpoint (none listed)")
 
 
 async def test_bytes_that_are_not_a_request_are_an_invalid_argument(setup: Setup) -> None:
