@@ -40,9 +40,17 @@ def age(path: Path, seconds: float) -> None:
 
 
 def would_run(tree: Path, target: str) -> str:
-    """What ``make TARGET`` would run in ``tree``."""
+    """What ``make TARGET`` would run in ``tree`` (as a top-level make, also when the
+    suite itself runs under ``make test``)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", target], cwd=tree, capture_output=True, text=True, timeout=60, check=False
+        ["make", "-n", target],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
