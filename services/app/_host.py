@@ -92,6 +92,9 @@ class SchedulerHost:
         self._queue = WorkQueue(key=self._urgency)
         self._schedulers: dict[str, AppScheduler] = {}
         self._starved: set[str] = set()
+        #: Fleet messages taken in so far: a reconcile that finds an app unplaceable
+        #: checks whether the fleet changed while it ran (it saw the fleet before that).
+        self._fleet_messages = 0
         self._failures: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._starved_timer: asyncio.TimerHandle | None = None
@@ -181,12 +184,12 @@ class SchedulerHost:
             if node is not None and node.phase != record.phase:
                 affected.update(node.apps)
         view.apply_nodes(records, removed, snapshot=snapshot)
+        self._fleet_messages += 1
         if snapshot:
             affected.update(self._catalog.apps)
         self._enqueue(affected)
-        if self._starved and self._starved_timer is None:
-            loop = asyncio.get_running_loop()
-            self._starved_timer = loop.call_later(_STARVED_DELAY, self._retry_starved)
+        if self._starved:
+            self._retry_starved_soon()
 
     # -- reconciling -----------------------------------------------------------------
 
@@ -224,7 +227,7 @@ class SchedulerHost:
             scheduler = self._schedulers[app_id] = AppScheduler(spec, self.view, self.planner)
         else:
             scheduler.update(spec)
-        started = time.perf_counter()
+        started, fleet_seen = time.perf_counter(), self._fleet_messages
         result = await scheduler.reconcile()
         if self._metrics is not None:
             self._metrics.record(result, time.perf_counter() - started)
@@ -238,6 +241,8 @@ class SchedulerHost:
         )
         if result.unplaceable:
             self._starved.add(app_id)
+            if self._fleet_messages != fleet_seen:  # a node that came meanwhile may fit it
+                self._retry_starved_soon()
         else:
             self._starved.discard(app_id)
         linked = await link_workers(self._store, stored)
@@ -282,6 +287,12 @@ class SchedulerHost:
     def _fire(self, app_id: str) -> None:
         self._timers.pop(app_id, None)
         self._enqueue((app_id,))
+
+    def _retry_starved_soon(self) -> None:
+        """Queue the starved apps again shortly (once, however often asked)."""
+        if self._starved_timer is None:
+            loop = asyncio.get_running_loop()
+            self._starved_timer = loop.call_later(_STARVED_DELAY, self._retry_starved)
 
     def _retry_starved(self) -> None:
         self._starved_timer = None
