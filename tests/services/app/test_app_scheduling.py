@@ -3,12 +3,16 @@ simulated nodes heartbeating a real Resource service, real gRPC, the in-memory s
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
 from astra._gen.astra.v1 import app_pb2, common_pb2, replica_pb2
 from astra._gen.astra.v1 import app_service_pb2 as aps
+from services.app._repository import AppRepository
+from services.app.scheduling import AppScheduler, ReconcileResult
 from tests.node_agent.waiting import eventually
 from tests.services.app.plane import GIB, Plane, condition, invariants, spec
 
@@ -156,3 +160,38 @@ async def test_replicas_placed_for_an_older_spec_keep_the_app_reconciling(contro
             assert app.reconciling, "replicas still serve resnet:1"
         else:
             assert not app.reconciling
+
+
+async def test_a_node_joining_while_the_app_is_found_unplaceable_gets_it_placed(
+    control: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fleet grows while the reconcile that found no room is still running: its
+    answer is stale, so the app is looked at again, although nothing else wakes it (the
+    node holds no apps, and the status it would write is the one already stored, as for
+    an app resumed from the store: here status writes are left out to get just that)."""
+    assert control.app_service is not None
+    view = control.app_service.host.view
+    original = AppScheduler.reconcile
+    grown: list[bool] = []
+
+    async def unchanged(*_: object) -> bool:
+        return False
+
+    async with contextlib.AsyncExitStack() as fleet:
+
+        async def reconcile_then_grow(self: AppScheduler) -> ReconcileResult:
+            result = await original(self)
+            if not grown:  # the first reconcile, which saw no node
+                grown.append(True)
+                await fleet.enter_async_context(control.fleet(1, prefix="late-"))
+                await eventually(lambda: view.node("late-0") is not None, what="the node")
+            return result
+
+        monkeypatch.setattr(AppScheduler, "reconcile", reconcile_then_grow)
+        monkeypatch.setattr(AppRepository, "write_status", unchanged)
+        await control.create("late", spec(replicas=1))
+
+        async def placed() -> bool:
+            return [replica.node for replica in await control.replicas("late")] == ["nodes/late-0"]
+
+        await eventually(placed, what="the replica placed on the late node")
