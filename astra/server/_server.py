@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -239,7 +239,7 @@ class Server:
             if not call.cancelled() and (error := call.exception()) is not None:
                 _log.error("a shutdown callback failed", exc_info=error)
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -28,9 +28,8 @@ from astra._gen.astra.v1 import scheduler_service_pb2_grpc as ss_grpc
 from astra.records import NodeRecord, ReplicaRecord
 from astra.server import Server, Tasks, Violations
 from astra.store import KeyValue, Store
-from services.app import ClusterFeed, Follower, Ownership, is_model_name
+from services.app import ClusterFeed, Follower, Ownership, ResourceTarget, is_model_name
 from services.app.scheduling import FleetView, Planner, StoreFeed
-from services.app import ResourceTarget
 from services.scheduler._publisher import RoutePublisher
 from services.scheduler._recovery import Evictor
 from services.scheduler._routes import RouteTable
