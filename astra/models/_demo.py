@@ -4,6 +4,7 @@ to ``output`` [batch, outputs] FP32, with fixed seeded weights."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,7 +55,7 @@ def _weights(
             rng.standard_normal((fan_in, fan_out)).astype(np.float32) / np.float32(np.sqrt(fan_in)),
             rng.standard_normal(fan_out).astype(np.float32) * np.float32(0.1),
         )
-        for fan_in, fan_out in zip(sizes, sizes[1:], strict=False)
+        for fan_in, fan_out in itertools.pairwise(sizes)
     ]
 
 

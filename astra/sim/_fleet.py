@@ -22,6 +22,7 @@ import logging
 import random
 from array import array
 from dataclasses import dataclass, field
+from typing import Self
 
 import grpc
 
@@ -193,7 +194,7 @@ class SimFleet:
             await channel.close()
         self._channels.clear()
 
-    async def __aenter__(self) -> SimFleet:
+    async def __aenter__(self) -> Self:
         try:
             await self.start()
         except BaseException:

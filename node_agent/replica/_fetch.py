@@ -68,7 +68,7 @@ class HttpFetcher:
     def fetch(self, uri: str, sha256: str, sink: Sink) -> None:
         try:
             # Only http(s) URIs get here (see handles()).
-            with urllib.request.urlopen(uri, timeout=self._timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(uri, timeout=self._timeout) as response:
                 while chunk := response.read(_CHUNK):
                     sink(chunk)
         except urllib.error.HTTPError as exc:

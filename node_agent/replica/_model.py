@@ -81,7 +81,7 @@ class OnnxModel:
             session = ort.InferenceSession(
                 str(path), sess_options=options, providers=list(plan.providers)
             )
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated types
+        except Exception as exc:
             raise ModelLoadError(
                 f"ONNX Runtime cannot load model {name} version {version}: {exc}"
             ) from exc

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.app._service import AppService
 from services.app import standalone_main as main
+from services.app._service import AppService
 
 if __name__ == "__main__":
     main(

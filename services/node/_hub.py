@@ -25,6 +25,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Self
 
 from astra import keys
 from astra.records import AllocRecord, ReplicaRecord
@@ -177,7 +178,7 @@ class AssignmentHub:
                 await self._task
         self._fail_all(UnavailableError("the Node service is shutting down"))
 
-    async def __aenter__(self) -> AssignmentHub:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -35,7 +35,7 @@ _RELEASE_DELAY = 1.0
 class _Delta:
     """Changes since a subscriber's previous message: nodes by name, removals, pools."""
 
-    __slots__ = ("revision", "nodes", "removed", "pools", "_message")
+    __slots__ = ("_message", "nodes", "pools", "removed", "revision")
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class _Delta:
 
 
 class _Subscriber:
-    __slots__ = ("usage", "pending", "ready")
+    __slots__ = ("pending", "ready", "usage")
 
     def __init__(self, usage: bool) -> None:
         self.usage = usage

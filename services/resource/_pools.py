@@ -17,7 +17,7 @@ PoolKey = tuple[str, str]  # (accelerator, zone)
 
 
 class _Totals:
-    __slots__ = ("counts", "capacity", "free")
+    __slots__ = ("capacity", "counts", "free")
 
     def __init__(self) -> None:
         self.counts = {phase.value: 0 for phase in NodePhase}

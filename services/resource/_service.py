@@ -32,7 +32,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -147,7 +147,7 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         await self.ownership.leave()
         await self._tasks.close()
 
-    async def __aenter__(self) -> ResourceService:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -30,7 +30,7 @@ class ViewNode:
     """One node's record (packed, see :class:`Stored`), its phase and pool (both interned:
     shared objects), and its name (the very object the view is keyed by, for others to share)."""
 
-    __slots__ = ("name", "data", "mod_revision", "phase", "pool")
+    __slots__ = ("data", "mod_revision", "name", "phase", "pool")
 
     def __init__(
         self, name: str, data: bytes, mod_revision: int, phase: str, pool: PoolKey
@@ -48,7 +48,7 @@ class ViewNode:
 class Alloc:
     """What is placed on one node, as the schedulers last committed it."""
 
-    __slots__ = ("used", "replicas", "mod_revision")
+    __slots__ = ("mod_revision", "replicas", "used")
 
     def __init__(self, used: Quantity, replicas: int, mod_revision: int) -> None:
         self.used = used

@@ -44,9 +44,12 @@ async def quickstart(address: str, app_id: str) -> Result:
 
 @pytest.fixture
 async def control() -> AsyncIterator[Plane]:
-    async with await open_store("memory://") as store, plane(store) as started:
-        async with started.fleet(NODES, prefix="js-"):
-            yield started
+    async with (
+        await open_store("memory://") as store,
+        plane(store) as started,
+        started.fleet(NODES, prefix="js-"),
+    ):
+        yield started
 
 
 async def test_a_node_client_lists_nodes_creates_an_app_and_sees_it_ready(

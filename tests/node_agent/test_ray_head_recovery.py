@@ -87,9 +87,9 @@ async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(
             and worker.node is not None
         )
         namespace = head.storage_namespace
-        assert any(
-            namespace.encode() in key for key in store.keys()
-        ), "the GCS keeps its state in Redis"
+        assert any(namespace.encode() in key for key in store.scan_iter()), (
+            "the GCS keeps its state in Redis"
+        )
         worker_node = worker.node.pid
         batch = demo_batch(8)
         # A steady trickle (a busy machine delays the head's restart past Ray's limits).
@@ -109,9 +109,9 @@ async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(
         known = await probe(back.ray_head_address, str(head.temp_dir))
         assert known == {"alive_nodes": 2, "actors": ["head", "worker"]}
         outcomes = await load.stop()
-        assert (
-            set(outcomes) == {"OK"} and outcomes["OK"] >= 20
-        ), outcomes  # the worker never stopped serving
+        assert set(outcomes) == {"OK"} and outcomes["OK"] >= 20, (
+            outcomes
+        )  # the worker never stopped serving
         # A starved machine may need more than one try to bring a head up (Ray gives its
         # agents 15 s); the worker must never have been restarted.
         assert head.restarts >= 1 and worker.restarts == 0
@@ -126,7 +126,7 @@ async def test_a_killed_head_recovers_its_cluster_while_the_worker_serves(
             await load.kill()
         await runtime.close()
         shutil.rmtree(root, ignore_errors=True)
-    assert not any(
-        namespace.encode() in key for key in store.keys()
-    ), "a stopped head leaves nothing in Redis"
+    assert not any(namespace.encode() in key for key in store.scan_iter()), (
+        "a stopped head leaves nothing in Redis"
+    )
     store.close()

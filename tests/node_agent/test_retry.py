@@ -40,7 +40,7 @@ class FlakyResource(resource_service_pb2_grpc.ResourceServiceServicer):
         self.code = grpc.StatusCode.UNAVAILABLE
         self.calls = 0
 
-    async def GetNode(  # noqa: N802 - the RPC's name
+    async def GetNode(
         self, request: pb.GetNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetNodeResponse:
         self.calls += 1
@@ -50,9 +50,9 @@ class FlakyResource(resource_service_pb2_grpc.ResourceServiceServicer):
 
 
 @pytest.fixture
-async def flaky() -> (
-    AsyncIterator[tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]]
-):
+async def flaky() -> AsyncIterator[
+    tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub]
+]:
     servicer = FlakyResource()
     server = Server("127.0.0.1:0", grace=0.1)
     server.add_servicer(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Self
 
 from astra import keys
 from astra.records import NodeRecord
@@ -79,7 +80,7 @@ class StoreFeed:
             self._advanced.clear()
             await self._advanced.wait()
 
-    async def __aenter__(self) -> StoreFeed:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

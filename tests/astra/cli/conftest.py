@@ -16,6 +16,9 @@ FLEET = ("cli-0", "cli-1", "cli-2")
 
 @pytest.fixture(scope="module")
 async def control() -> AsyncIterator[Plane]:
-    async with await open_store("memory://") as store, plane(store, scheduler={}) as started:
-        async with started.fleet(len(FLEET), prefix="cli-"):
-            yield started
+    async with (
+        await open_store("memory://") as store,
+        plane(store, scheduler={}) as started,
+        started.fleet(len(FLEET), prefix="cli-"),
+    ):
+        yield started

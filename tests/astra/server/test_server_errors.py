@@ -59,9 +59,11 @@ async def test_errors_map_through_subclasses():
 
 async def test_an_unexpected_error_is_internal_with_a_generic_message_and_logged(serve, caplog):
     running = await serve(unary={"Fail": raising(KeyError("secret internals"))})
-    with caplog.at_level(logging.ERROR, logger="astra.server"):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await running.unary("Fail")(b"", timeout=5)
+    with (
+        caplog.at_level(logging.ERROR, logger="astra.server"),
+        pytest.raises(grpc.aio.AioRpcError) as caught,
+    ):
+        await running.unary("Fail")(b"", timeout=5)
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert caught.value.details() == "internal error"
     logged = [record for record in caplog.records if record.name == "astra.server._errors"]

@@ -94,7 +94,7 @@ async def test_reflection_lists_every_service(serve):
 
 
 class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-    async def Export(self, request, context):  # noqa: N802 (generated name)
+    async def Export(self, request, context):
         rejected = len(request.resource_spans)
         return trace_service_pb2.ExportTraceServiceResponse(
             partial_success=trace_service_pb2.ExportTracePartialSuccess(rejected_spans=rejected)
@@ -164,9 +164,8 @@ async def test_shutdown_is_idempotent_and_concurrent_callers_share_it(serve):
 
 
 async def test_async_with_starts_and_shuts_down():
-    async with Server() as server:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            assert await check(channel) == SERVING
+    async with Server() as server, grpc.aio.insecure_channel(server.address) as channel:
+        assert await check(channel) == SERVING
     await asyncio.wait_for(server.wait(), 1)
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -24,9 +25,9 @@ DIGEST = hashlib.sha256(DATA).hexdigest()
 class _Files(http.server.BaseHTTPRequestHandler):
     """Serves DATA at /model (slowly, in chunks, so fetches overlap), 404 elsewhere."""
 
-    gets: list[str] = []
+    gets: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         type(self).gets.append(self.path)
         if self.path != "/model":
             self.send_error(404, "no such model")

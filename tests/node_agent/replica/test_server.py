@@ -200,8 +200,10 @@ async def test_requested_outputs_only(stub: Stub) -> None:
     [
         (
             typed_request("demo", {"x": ("FP32", np.zeros((1, 4), np.float32))}),
-            'inputs[0].name: unknown input "x"; the model\'s inputs are "input" (FP32 [-1, 4]); '
-            'inputs: input "input" (FP32 [-1, 4]) is missing',
+            (
+                'inputs[0].name: unknown input "x"; the model\'s inputs are "input" (FP32 [-1, 4]); '
+                'inputs: input "input" (FP32 [-1, 4]) is missing'
+            ),
         ),
         (
             typed_request("demo", {"input": ("FP64", np.zeros((1, 4)))}),
@@ -223,8 +225,10 @@ async def test_requested_outputs_only(stub: Stub) -> None:
                     )
                 ],
             ),
-            'inputs[0].contents: input "input" has 1 elements in fp32_contents, '
-            "expected 8 for shape [2, 4]",
+            (
+                'inputs[0].contents: input "input" has 1 elements in fp32_contents, '
+                "expected 8 for shape [2, 4]"
+            ),
         ),
         (
             pb.ModelInferRequest(
@@ -236,8 +240,10 @@ async def test_requested_outputs_only(stub: Stub) -> None:
         ),
         (
             pb.ModelInferRequest(model_name="demo", raw_input_contents=[b"", b""]),
-            "raw_input_contents: holds 2 tensors, expected one per input (0); "
-            'inputs: input "input" (FP32 [-1, 4]) is missing',
+            (
+                "raw_input_contents: holds 2 tensors, expected one per input (0); "
+                'inputs: input "input" (FP32 [-1, 4]) is missing'
+            ),
         ),
         (
             typed_request(
@@ -245,8 +251,10 @@ async def test_requested_outputs_only(stub: Stub) -> None:
                 {"input": ("FP32", np.zeros((1, 4), np.float32))},
                 outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="logits")],
             ),
-            'outputs[0].name: unknown output "logits"; '
-            'the model\'s outputs are "output" (FP32 [-1, 3])',
+            (
+                'outputs[0].name: unknown output "logits"; '
+                'the model\'s outputs are "output" (FP32 [-1, 3])'
+            ),
         ),
     ],
     ids=["name", "datatype", "shape", "count", "raw-size", "raw-count", "output"],

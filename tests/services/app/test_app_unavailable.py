@@ -5,9 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from astra._gen.astra.v1 import app_pb2
+from astra._gen.astra.v1 import app_pb2, app_service_pb2_grpc
 from astra._gen.astra.v1 import app_service_pb2 as aps
-from astra._gen.astra.v1 import app_service_pb2_grpc
 from astra.server import Server
 from astra.store import open_store
 from astra.testing import EtcdProcess, running

@@ -61,9 +61,9 @@ async def test_a_lost_worker_is_replaced_in_its_own_cluster(control: Plane) -> N
         now = {r.name: r for r in await control.replicas("fed")}
         assert sorted({r.ray_cluster for r in now.values()}) == ["c0", "c1"], "no new cluster"
         before = {r.name: r for r in replicas}
-        for name in before:
-            if before[name].role == HEAD or before[name].ray_cluster == "c1":
-                assert now[name].node == before[name].node, f"{name} moved"
+        for name, old in before.items():
+            if old.role == HEAD or old.ray_cluster == "c1":
+                assert now[name].node == old.node, f"{name} moved"
         fresh = [
             r for r in now.values() if r.node != before.get(r.name, r).node or r.name not in before
         ]

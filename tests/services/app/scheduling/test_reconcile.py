@@ -77,7 +77,7 @@ def test_one_diff_converges_any_state_to_the_spec(
     app: AppSpec, actual: list[ReplicaRecord]
 ) -> None:
     changes = diff(app, actual, is_lost)
-    ids = lambda records: sorted(r.replica_id for r in records)  # noqa: E731
+    ids = lambda records: sorted(r.replica_id for r in records)
     assert ids(changes.keep + changes.remove) == ids(actual)  # a partition of what exists
     assert all(r.node_id == "dead" for r in changes.lost)
     assert {r.replica_id for r in changes.lost} <= {r.replica_id for r in changes.remove}
