@@ -1,7 +1,8 @@
-"""Ending server-streaming calls when their server begins shutting down.
+"""Ending streaming calls when their server begins shutting down.
 
-A watch stream (``WatchCluster``, ``WatchAssignments``, ``WatchRoutes``...) never ends on
-its own, so a graceful shutdown would wait its whole grace for them, then cancel them.
+A watch stream (``WatchCluster``, ``WatchAssignments``, ``WatchRoutes``...) or a heartbeat
+stream never ends on its own, so a graceful shutdown would wait its whole grace for
+them, then cancel them.
 :class:`StreamStopper` ends them as soon as the shutdown begins, with UNAVAILABLE, the
 status that tells their clients to reconnect (to another replica): a call waiting for
 its next message is interrupted there, one sending a message ends right after it.
@@ -55,9 +56,9 @@ class _Call:
 
 
 class StreamStopper(grpc.aio.ServerInterceptor):
-    """Ends the server-streaming calls (a unary request, a stream of responses) of every
-    service but ``keep`` with UNAVAILABLE once :meth:`stop` is called, and answers new
-    ones so. Bidirectional streams (and synchronous servicers') are left to the grace.
+    """Ends the calls with a stream of responses (server-streaming and bidirectional) of
+    every service but ``keep`` with UNAVAILABLE once :meth:`stop` is called, and answers
+    new ones so. Synchronous servicers' streams are left to the grace.
 
     Costs nothing per message: the call's task is cancelled only while it waits for its
     servicer's next message, and the servicer's generator is closed as on any cancel.
@@ -89,19 +90,25 @@ class StreamStopper(grpc.aio.ServerInterceptor):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or not handler.response_streaming:
+        if handler is None or not handler.response_streaming:
             return handler
         method = handler_call_details.method
         if method.lstrip("/").partition("/")[0] in self._keep:
             return handler
-        behaviour = handler.unary_stream
+        bidirectional = handler.request_streaming
+        behaviour = handler.stream_stream if bidirectional else handler.unary_stream
         if not (inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour)):
             return handler  # a synchronous servicer, run on a thread: left to the grace
         cached = self._wrapped.get(method)
         if cached is None or cached[0] is not handler:
+            make = (
+                grpc.stream_stream_rpc_method_handler
+                if bidirectional
+                else grpc.unary_stream_rpc_method_handler
+            )
             cached = (
                 handler,
-                grpc.unary_stream_rpc_method_handler(
+                make(
                     self._wrap(behaviour),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
@@ -139,8 +146,9 @@ class StreamStopper(grpc.aio.ServerInterceptor):
         return call
 
     def _wrap_writer(self, behaviour: Any) -> Any:
-        """A servicer writing its messages itself (``context.write``) is interruptible
-        anywhere: a message being written when the shutdown begins may be lost."""
+        """A servicer writing its messages itself (``context.write``), and reading them
+        (``context.read``) when the call is bidirectional, is interruptible anywhere: a
+        message being written when the shutdown begins may be lost."""
 
         async def call(request: Any, context: Context) -> None:
             current = self._start()

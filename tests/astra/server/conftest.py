@@ -31,13 +31,17 @@ class Running:
     def stream(self, method: str) -> grpc.aio.UnaryStreamMultiCallable:
         return self.channel.unary_stream(f"/{PROBE}/{method}")
 
+    def bidi(self, method: str) -> grpc.aio.StreamStreamMultiCallable:
+        return self.channel.stream_stream(f"/{PROBE}/{method}")
+
 
 Serve = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    """``await serve(unary={name: fn}, stream={name: fn}, **server_kwargs)`` starts a
+    """``await serve(unary={name: fn}, stream={name: fn}, bidi={name: fn}, **server_kwargs)``
+    starts a
     Server with those raw-bytes methods and ``Echo`` under :data:`PROBE`; everything is
     torn down after the test."""
     started: list[Running] = []
@@ -45,6 +49,7 @@ async def serve() -> AsyncIterator[Serve]:
     async def start(
         unary: dict[str, Callable[..., Any]] | None = None,
         stream: dict[str, Callable[..., Any]] | None = None,
+        bidi: dict[str, Callable[..., Any]] | None = None,
         **server_kwargs: Any,
     ) -> Running:
         handlers = {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
@@ -52,6 +57,8 @@ async def serve() -> AsyncIterator[Serve]:
             handlers[name] = grpc.unary_unary_rpc_method_handler(fn)
         for name, fn in (stream or {}).items():
             handlers[name] = grpc.unary_stream_rpc_method_handler(fn)
+        for name, fn in (bidi or {}).items():
+            handlers[name] = grpc.stream_stream_rpc_method_handler(fn)
         server = Server("127.0.0.1:0", **server_kwargs)
         server.add_generic_handler(grpc.method_handlers_generic_handler(PROBE, handlers))
         await server.start()

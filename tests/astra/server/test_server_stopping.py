@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -17,7 +18,7 @@ GRACE = 3600.0
 DEADLINE = 30.0
 
 
-async def ended_unavailable(call: grpc.aio.UnaryStreamCall) -> int:
+async def ended_unavailable(call: grpc.aio.UnaryStreamCall | grpc.aio.StreamStreamCall) -> int:
     """Read ``call`` until it ends, which must be with the shutdown's UNAVAILABLE; how
     many messages came before."""
     count = 0
@@ -62,6 +63,31 @@ async def test_streams_end_with_unavailable_when_the_shutdown_begins(serve, capl
     assert closed == ["idle"]  # the servicer's generator was closed
     logged = [r for r in caplog.records if r.name == "astra.server.rpc"]
     assert len(logged) == 3 and {r.levelno for r in logged} == {logging.INFO}, logged
+
+
+async def test_bidirectional_streams_end_with_unavailable_when_the_shutdown_begins(serve):
+    """A heartbeat-like reader (context.read / context.write) and an async generator over
+    the requests both end at once, not at the end of the grace."""
+    read: list[bytes] = []
+
+    async def reader(request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+        while (request := await context.read()) is not grpc.aio.EOF:
+            read.append(request)
+            await context.write(b"ack")
+
+    async def echoing(request_iterator: AsyncIterator[bytes], context: object):
+        async for request in request_iterator:
+            yield request
+
+    running = await serve(bidi={"Reader": reader, "Echoing": echoing}, grace=GRACE)
+    calls = [running.bidi(name)() for name in ("Reader", "Echoing")]
+    for call in calls:
+        await call.write(b"beat")
+        assert await asyncio.wait_for(call.read(), DEADLINE) in (b"ack", b"beat")
+    await asyncio.wait_for(running.server.shutdown(), DEADLINE)
+    for call in calls:
+        assert await ended_unavailable(call) == 0
+    assert read == [b"beat"]
 
 
 async def test_own_clients_stop_before_the_streams_end(serve, caplog):
