@@ -21,7 +21,7 @@ How it works:
   is compacted, gets CompactedError, like an etcd watcher that falls too far behind.
 - **Compaction** is automatic: the store keeps the last ``history`` revisions (and up
   to 64 more, so that compaction happens in small steps). Memory then holds the live
-  keys plus that window of events, and the file as many rows.
+  keys plus that window of changes, and the file as many records, one row per revision.
 - **Leases** expire from an owned task that sleeps until the next deadline; expiry and
   revocation delete the lease's keys in one revision. Grants are persisted, keepalives
   are not: after a reopen every lease restarts its full TTL, as etcd does after a restart.
@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator
 
 from astra.store._base import Store
 from astra.store._errors import CompactedError, LeaseNotFoundError, StoreError
-from astra.store._mvcc import Keyspace, LeaseEntry, Prepared
+from astra.store._mvcc import Keyspace, LeaseEntry, Prepared, Row
 from astra.store._sqlite import Journal, Synchronous
 from astra.store._types import Compare, Event, Lease, Op, RangeResult, TxnResult
 
@@ -121,10 +121,10 @@ class EmbeddedStore(Store):
     ) -> TxnResult:
         self._check_open()
         prepared = self._keyspace.prepare(compares, success, failure)
-        if prepared.events:
+        if prepared.changes:
             self._commit(prepared)
         await self._settle()
-        return TxnResult(prepared.succeeded, prepared.revision, prepared.results)
+        return prepared.txn_result()
 
     def _commit(self, prepared: Prepared, *, revoked: int = 0) -> None:
         """Apply a prepared write (and the lease it revokes) and queue it for the file;
@@ -139,8 +139,8 @@ class EmbeddedStore(Store):
             self._wake_watchers()
         else:
             batch = self._pending()
-            if prepared.events:
-                batch.revisions.append(prepared.events)
+            if prepared.changes:
+                batch.revisions.append((prepared.revision, prepared.changes[::2]))
             if revoked:
                 batch.revoked.append(revoked)
         oldest = keyspace.revision - self._history + 1
@@ -176,7 +176,7 @@ class EmbeddedStore(Store):
                 granted=batch.granted,
                 revoked=batch.revoked,
             )
-        except Exception as exc:  # memory now holds writes the file lacks: stop serving it
+        except Exception as exc:  # noqa: BLE001 -- memory now holds writes the file lacks
             _log.exception("the embedded store cannot write %s; closing it", self._journal.path)
             batch.failure = f"the embedded store closed: {exc}"
             self._shut(batch.failure)
@@ -226,7 +226,8 @@ class EmbeddedStore(Store):
         keyspace = self._keyspace
         if self._journal is not None:
             batch = self._pending()
-            batch.obsolete += keyspace.obsolete_rows(revision)
+            for row, keys in keyspace.obsolete_rows(revision).items():
+                batch.obsolete.setdefault(row, []).extend(keys)
             batch.compacted = revision
         keyspace.compact(revision)
 
@@ -332,8 +333,8 @@ class _Batch:
     __slots__ = ("compacted", "failure", "granted", "obsolete", "revisions", "revoked")
 
     def __init__(self) -> None:
-        self.revisions: list[list[Event]] = []
-        self.obsolete: list[tuple[int, str]] = []
+        self.revisions: list[Row] = []
+        self.obsolete: dict[int, list[str]] = {}
         self.compacted = 0
         self.granted: list[tuple[int, int]] = []
         self.revoked: list[int] = []

@@ -64,7 +64,9 @@ class ValueTooLargeError(LimitError):
     """A value, or a whole request, is over the request size limit."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"request of {size} bytes is over the {limit}-byte limit (max request bytes)")
+        super().__init__(
+            f"request of {size} bytes is over the {limit}-byte limit (max request bytes)"
+        )
         self.size = size
         self.limit = limit
 

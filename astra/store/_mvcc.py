@@ -3,19 +3,25 @@
 Plain data structures with no I/O and no awaits (:mod:`astra.store._embedded` drives
 them, :mod:`astra.store._sqlite` persists what they produce):
 
-- **State**: ``kvs`` maps each live key to its :class:`KeyValue`; ``keys`` holds the
-  same keys sorted, so a prefix range costs O(log n + k).
-- **History**: ``history[i]`` is the tuple of events of revision ``first + i``, for
-  every revision from the compaction point to the latest. Every revision after the
-  initial one has at least one event, so a revision is a list index: a watcher or an
-  old read finds its place in O(1).
-- **Reads at an older revision** R start from the current state and undo the events
-  after R that touch the range: O(log n + k + events after R).
+- **Records**: one version of a key is a plain tuple, a :data:`Record`, with the fields
+  of :class:`KeyValue` in order; a deletion's is etcd's tombstone (empty value, version
+  0). A write builds one tuple per key it changes; the :class:`KeyValue`,
+  :class:`Event` and :class:`PutResult` objects are built only for what a caller reads
+  (a range, a watch, the results of a transaction), so that a large transaction whose
+  results nobody looks at builds no object per key.
+- **State**: ``kvs`` maps each live key to its record; ``keys`` holds the same keys
+  sorted, so a prefix range costs O(log n + k).
+- **History**: ``history[i]`` holds the changes of revision ``first + i``, flat: the new
+  record, then the one it replaced (``None`` if it created the key), for every key of
+  the revision in order. Every revision after the initial one has at least one change,
+  so a revision is a list index: a watcher or an old read finds its place in O(1).
+- **Reads at an older revision** R start from the current state and undo the changes
+  after R that touch the range: O(log n + k + changes after R).
 - **Transactions** are prepared against the current state plus an overlay of their
-  own earlier operations, without touching anything; the caller persists the prepared
-  events and then applies them, so a failure in between leaves memory as it was.
+  own earlier operations, without touching anything; the caller applies them and
+  persists their records, so a failure while preparing leaves memory as it was.
 - **Compaction** to revision C drops the history before C, and names the persisted
-  rows that reading at C or later can no longer need (see :meth:`Keyspace.obsolete_rows`).
+  records that reading at C or later can no longer need (see :meth:`Keyspace.obsolete_rows`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from sortedcontainers import SortedList
 from astra.store._errors import CompactedError, LeaseNotFoundError, LimitError, StoreError
 from astra.store._types import (
     Compare,
+    CompareOp,
+    CompareTarget,
     Delete,
     DeleteResult,
     Event,
@@ -40,25 +48,54 @@ from astra.store._types import (
     Put,
     PutResult,
     RangeResult,
+    TxnResult,
 )
 
-#: One persisted version of a key: (revision, key, value or ``None`` for a deletion,
-#: create revision, version, lease).
-Row = tuple[int, str, bytes | None, int, int, int]
+#: One version of a key: (key, value, create revision, mod revision, version, lease),
+#: the fields of KeyValue. Version 0 marks a deletion (etcd's tombstone).
+Record = tuple[str, bytes, int, int, int, int]
+#: One persisted revision: its number and the new records of its keys, in order.
+Row = tuple[int, Sequence[Record]]
+
+#: Where a compare's target is in a record, for the compares that test equality.
+_FIELD = {
+    CompareTarget.MOD: 3,
+    CompareTarget.CREATE: 2,
+    CompareTarget.VERSION: 4,
+    CompareTarget.VALUE: 1,
+}
 
 
 @dataclass(slots=True)
 class Prepared:
     """A transaction evaluated against the keyspace and not applied yet.
 
-    ``revision`` is the store's revision once applied: the next one if ``events`` is
-    not empty, else the current one.
+    ``revision`` is the store's revision once applied: the next one if ``changes`` is
+    not empty, else the current one. ``results`` has one entry per op: a put's
+    replaced record (``None``: it created the key), the result of any other op.
     """
 
     succeeded: bool
     revision: int
-    results: list[OpResult]
-    events: list[Event]
+    results: list[Record | OpResult | None]
+    #: new record, replaced record (or None), ... for every key changed.
+    changes: list[Record | None]
+
+    def txn_result(self) -> TxnResult:
+        """The transaction's result; its op results are built if someone reads them."""
+        return TxnResult.deferred(self.succeeded, self.revision, self._build_results)
+
+    def _build_results(self) -> list[OpResult]:
+        revision = self.revision
+        created = PutResult(revision)
+        return [
+            created
+            if result is None
+            else PutResult(revision, KeyValue(*result))
+            if result.__class__ is tuple
+            else result  # type: ignore[misc]
+            for result in self.results
+        ]
 
 
 @dataclass(slots=True)
@@ -91,27 +128,37 @@ def _covers(delete: Delete, key: str) -> bool:
     return key.startswith(delete.key) if delete.prefix else key == delete.key
 
 
-def _tombstone(key: str, revision: int) -> KeyValue:
-    """The ``kv`` of a DELETE event, as etcd reports it."""
-    return KeyValue(key, b"", 0, revision, 0)
+def _holds(compare: Compare, record: Record | None) -> bool:
+    """Whether ``compare`` is true for ``record`` (``None``: the key is absent)."""
+    if compare.op is CompareOp.EQUAL and compare.target is not CompareTarget.VALUE:
+        return (0 if record is None else record[_FIELD[compare.target]]) == compare.operand
+    return compare.holds_for(None if record is None else KeyValue(*record))
+
+
+def _event(new: Record, prev: Record | None) -> Event:
+    return Event(
+        EventType.PUT if new[4] else EventType.DELETE,
+        KeyValue(*new),
+        None if prev is None else KeyValue(*prev),
+    )
 
 
 class Keyspace:
-    """Every key's current value, the events since the compaction point, and leases.
+    """Every key's current value, the changes since the compaction point, and leases.
 
-    A fresh keyspace is at revision 1 with no events, like a fresh etcd: the first
+    A fresh keyspace is at revision 1 with no changes, like a fresh etcd: the first
     write makes revision 2.
     """
 
     def __init__(self) -> None:
-        self.kvs: dict[str, KeyValue] = {}
+        self.kvs: dict[str, Record] = {}
         self.keys: SortedList = SortedList()
         self.revision = 1
         #: Reads and watches before this revision raise CompactedError (0: never compacted).
         self.compacted = 0
         #: The revision of ``history[0]``; ``first + len(history) == revision + 1``.
         self.first = 2
-        self.history: list[tuple[Event, ...]] = []
+        self.history: list[Sequence[Record | None]] = []
         self.leases: dict[int, LeaseEntry] = {}
 
     # -- reads -------------------------------------------------------------------------
@@ -138,25 +185,25 @@ class Keyspace:
         key: str,
         prefix: bool,
         limit: int,
-        changes: Mapping[str, KeyValue | None],
+        changes: Mapping[str, Record | None],
         revision: int,
     ) -> RangeResult:
         found = self._scan(key, prefix, changes)
         if not limit:
-            return RangeResult(list(found), revision)
-        kvs = list(itertools.islice(found, limit))
+            return RangeResult([KeyValue(*record) for record in found], revision)
+        kvs = [KeyValue(*record) for record in itertools.islice(found, limit)]
         return RangeResult(kvs, revision, next(found, None) is not None)
 
     def _scan(
-        self, key: str, prefix: bool, changes: Mapping[str, KeyValue | None]
-    ) -> Iterator[KeyValue]:
-        """The live values of ``key`` or its prefix, in key order, in the current state
+        self, key: str, prefix: bool, changes: Mapping[str, Record | None]
+    ) -> Iterator[Record]:
+        """The live records of ``key`` or its prefix, in key order, in the current state
         overridden by ``changes`` (``None``: absent)."""
         kvs = self.kvs
         if not prefix:
-            kv = changes[key] if key in changes else kvs.get(key)
-            if kv is not None:
-                yield kv
+            record = changes[key] if key in changes else kvs.get(key)
+            if record is not None:
+                yield record
             return
         current = itertools.takewhile(lambda k: k.startswith(key), self.keys.irange(minimum=key))
         if not changes:
@@ -169,31 +216,36 @@ class Keyspace:
             if k == previous:
                 continue
             previous = k
-            kv = changes[k] if k in changes else kvs[k]
-            if kv is not None:
-                yield kv
+            record = changes[k] if k in changes else kvs[k]
+            if record is not None:
+                yield record
 
-    def _undo(self, key: str, prefix: bool, revision: int) -> dict[str, KeyValue | None]:
+    def _undo(self, key: str, prefix: bool, revision: int) -> dict[str, Record | None]:
         """What the keys of the range were at ``revision``, for those changed since."""
-        changes: dict[str, KeyValue | None] = {}
+        undone: dict[str, Record | None] = {}
         history = self.history
-        # The first change of a key after `revision` knows, as its `prev`, the value at it.
+        # The first change of a key after `revision` knows, as its replaced record, the
+        # value at it.
         for index in range(max(0, revision + 1 - self.first), len(history)):
-            for event in history[index]:
-                k = event.kv.key
-                if (k.startswith(key) if prefix else k == key) and k not in changes:
-                    changes[k] = event.prev
-        return changes
+            changes = history[index]
+            for position in range(0, len(changes), 2):
+                k = changes[position][0]  # type: ignore[index]
+                if (k.startswith(key) if prefix else k == key) and k not in undone:
+                    undone[k] = changes[position + 1]
+        return undone
 
     def events(self, prefix: str, start: int, until: int) -> list[Event]:
         """The events under ``prefix`` of revisions ``start`` to ``until`` (retained ones)."""
         history, first = self.history, self.first
-        return [
-            event
-            for index in range(max(0, start - first), until + 1 - first)
-            for event in history[index]
-            if event.kv.key.startswith(prefix)
-        ]
+        events = []
+        for index in range(max(0, start - first), until + 1 - first):
+            changes = history[index]
+            for position in range(0, len(changes), 2):
+                new = changes[position]
+                assert new is not None
+                if new[0].startswith(prefix):
+                    events.append(_event(new, changes[position + 1]))
+        return events
 
     # -- transactions ----------------------------------------------------------------
 
@@ -208,19 +260,73 @@ class Keyspace:
         """
         check_duplicates(success)
         check_duplicates(failure)
-        kvs = self.kvs
-        succeeded = all(compare.holds_for(kvs.get(compare.key)) for compare in compares)
+        get = self.kvs.get
+        mod, equal = CompareTarget.MOD, CompareOp.EQUAL
+        succeeded = True
+        for compare in compares:
+            record = get(compare.key)
+            if compare.target is mod and compare.op is equal:  # an optimistic commit's
+                if (0 if record is None else record[3]) != compare.operand:
+                    succeeded = False
+                    break
+            elif not _holds(compare, record):
+                succeeded = False
+                break
         return self.prepare_ops(succeeded, success if succeeded else failure)
 
     def prepare_ops(self, succeeded: bool, ops: Sequence[Op]) -> Prepared:
         """Evaluate ``ops`` in order, each seeing the ones before it. Every result
-        reports the revision of the whole transaction, as etcd's do."""
-        writes = any(
-            isinstance(op, Put) or (isinstance(op, Delete) and self._matches(op)) for op in ops
-        )
-        draft = _Draft(self, self.revision + 1 if writes else self.revision)
-        results = [draft.run(op) for op in ops]
-        return Prepared(succeeded, draft.revision, results, draft.events)
+        reports the revision of the whole transaction, as etcd's do.
+
+        A put never finds its key changed earlier in its branch (check_duplicates
+        refuses that), so it reads the current state; reads and deletes see the
+        branch's earlier writes through the overlay.
+        """
+        revision = self.revision + 1 if self._writes(ops) else self.revision
+        get, leases = self.kvs.get, self.leases
+        overlay: dict[str, Record | None] = {}
+        changes: list[Record | None] = []
+        results: list[Record | OpResult | None] = []
+        for op in ops:
+            if isinstance(op, Put):
+                key, lease = op.key, op.lease
+                if lease and lease not in leases:
+                    raise LeaseNotFoundError(lease)
+                prev = get(key)
+                if prev is None:
+                    new = (key, op.value, revision, revision, 1, lease)
+                else:
+                    new = (key, op.value, prev[2], revision, prev[4] + 1, lease)
+                overlay[key] = new
+                changes.append(new)
+                changes.append(prev)
+                results.append(prev)
+            elif isinstance(op, Delete):
+                results.append(self._delete(op, revision, overlay, changes))
+            else:
+                results.append(self._read(op.key, op.prefix, op.limit, overlay, revision))
+        return Prepared(succeeded, revision, results, changes)
+
+    def _writes(self, ops: Sequence[Op]) -> bool:
+        for op in ops:
+            if isinstance(op, Put) or (isinstance(op, Delete) and self._matches(op)):
+                return True
+        return False
+
+    def _delete(
+        self,
+        op: Delete,
+        revision: int,
+        overlay: dict[str, Record | None],
+        changes: list[Record | None],
+    ) -> DeleteResult:
+        prevs = list(self._scan(op.key, op.prefix, overlay))
+        for prev in prevs:
+            key = prev[0]
+            overlay[key] = None
+            changes.append((key, b"", 0, revision, 0, 0))
+            changes.append(prev)
+        return DeleteResult(revision, len(prevs), [KeyValue(*prev) for prev in prevs])
 
     def _matches(self, delete: Delete) -> bool:
         if not delete.prefix:
@@ -228,50 +334,56 @@ class Keyspace:
         return next(iter(self.keys.irange(minimum=delete.key)), "").startswith(delete.key)
 
     def apply(self, prepared: Prepared) -> None:
-        """Make a prepared transaction's events the current state and history."""
-        if not prepared.events:
+        """Make a prepared transaction's changes the current state and history."""
+        if not prepared.changes:
             return
-        for event in prepared.events:
-            self._apply(event)
-        self.history.append(tuple(prepared.events))
+        self._apply(prepared.changes)
+        self.history.append(prepared.changes)
         self.revision = prepared.revision
 
-    def _apply(self, event: Event) -> None:
-        kv, prev = event.kv, event.prev
-        key = kv.key
-        if prev is None:
-            self.keys.add(key)
-        elif prev.lease and prev.lease in self.leases:
-            self.leases[prev.lease].keys.discard(key)
-        if event.type is EventType.PUT:
-            self.kvs[key] = kv
-            if kv.lease in self.leases:
-                self.leases[kv.lease].keys.add(key)
-        else:
-            del self.kvs[key]
-            self.keys.remove(key)
+    def _apply(self, changes: Sequence[Record | None]) -> None:
+        kvs, keys, leases = self.kvs, self.keys, self.leases
+        pairs = iter(changes)
+        for new, prev in zip(pairs, pairs, strict=True):
+            assert new is not None
+            key = new[0]
+            if prev is None:
+                keys.add(key)
+            elif prev[5] and prev[5] in leases:
+                leases[prev[5]].keys.discard(key)
+            if new[4]:
+                kvs[key] = new
+                if new[5] and new[5] in leases:
+                    leases[new[5]].keys.add(key)
+            else:
+                del kvs[key]
+                keys.remove(key)
 
     # -- compaction --------------------------------------------------------------------
 
-    def obsolete_rows(self, revision: int) -> list[tuple[int, str]]:
-        """The persisted rows (revision, key) that compacting to ``revision`` frees.
+    def obsolete_rows(self, revision: int) -> dict[int, list[str]]:
+        """The persisted records that compacting to ``revision`` frees, as the keys of
+        each revision's row.
 
-        A row stays while some read at or after the compaction point, or some retained
-        event's ``prev``, may need it: a value is obsolete once a later change of its
+        A record stays while some read at or after the compaction point, or some
+        retained change, may need it: a value is obsolete once a later change of its
         key falls before the compaction point, and a deletion once it falls before it.
         """
-        rows: list[tuple[int, str]] = []
+        rows: dict[int, list[str]] = {}
         history = self.history
         for index in range(max(0, revision - self.first)):
-            for event in history[index]:
-                if event.prev is not None:
-                    rows.append((event.prev.mod_revision, event.kv.key))
-                if event.type is EventType.DELETE:
-                    rows.append((event.kv.mod_revision, event.kv.key))
+            changes = history[index]
+            for position in range(0, len(changes), 2):
+                new, prev = changes[position], changes[position + 1]
+                assert new is not None
+                if prev is not None:
+                    rows.setdefault(prev[3], []).append(prev[0])
+                if not new[4]:
+                    rows.setdefault(new[3], []).append(new[0])
         return rows
 
     def compact(self, revision: int) -> None:
-        """Forget the events before ``revision``."""
+        """Forget the changes before ``revision``."""
         dropped = max(0, revision - self.first)
         del self.history[:dropped]
         self.first += dropped
@@ -289,98 +401,42 @@ class Keyspace:
     def restore(
         cls, rows: Iterable[Row], *, compacted: int, leases: Iterable[tuple[int, int]]
     ) -> Keyspace:
-        """Rebuild a keyspace from its persisted rows, in the order they were written.
+        """Rebuild a keyspace from its persisted rows, in revision order.
 
-        Rows before ``compacted`` are values still live at the compaction point; the
-        others are the retained history, replayed with their previous values.
+        Rows before ``compacted`` hold values still live at the compaction point; the
+        others are the retained history, replayed with the records they replaced.
 
         Raises:
-            StoreError: the retained revisions are not contiguous.
+            StoreError: a deletion of a missing key, or retained revisions that are
+                not contiguous.
         """
         keyspace = cls()
         keyspace.compacted = compacted
         keyspace.leases = {lease_id: LeaseEntry(ttl) for lease_id, ttl in leases}
         kvs = keyspace.kvs
-        group: list[Event] = []
-        for revision, key, value, create, version, lease in rows:
-            if group and revision != group[0].kv.mod_revision:
-                keyspace._restore_revision(group)
-                group = []
-            if value is None:
-                if key not in kvs:
+        for revision, records in rows:
+            changes: list[Record | None] = []
+            for record in records:
+                prev = kvs.get(record[0])
+                if prev is None and not record[4]:
                     raise StoreError(
-                        f"store file is inconsistent: {key!r} deleted at {revision} never existed"
+                        f"store file is inconsistent: {record[0]!r} deleted at {revision} "
+                        "never existed"
                     )
-                event = Event(EventType.DELETE, _tombstone(key, revision), kvs[key])
-            else:
-                event = Event(
-                    EventType.PUT,
-                    KeyValue(key, value, create, revision, version, lease),
-                    kvs.get(key),
-                )
-            keyspace._apply(event)
+                changes.append(record)
+                changes.append(prev)
+            keyspace._apply(changes)
             if revision >= compacted:
-                group.append(event)
-        if group:
-            keyspace._restore_revision(group)
+                if keyspace.history and revision != keyspace.revision + 1:
+                    raise StoreError(
+                        f"store file is inconsistent: revision {revision} follows "
+                        f"{keyspace.revision}"
+                    )
+                keyspace.history.append(changes)
+            keyspace.revision = revision
         keyspace.revision = max(keyspace.revision, compacted)
         keyspace.first = keyspace.revision + 1 - len(keyspace.history)
         return keyspace
 
-    def _restore_revision(self, events: list[Event]) -> None:
-        revision = events[0].kv.mod_revision
-        if self.history and revision != self.revision + 1:
-            raise StoreError(
-                f"store file is inconsistent: revision {revision} follows {self.revision}"
-            )
-        self.history.append(tuple(events))
-        self.revision = revision
 
-
-class _Draft:
-    """The ops of one transaction, applied to an overlay on top of the keyspace."""
-
-    __slots__ = ("created", "events", "keyspace", "overlay", "revision")
-
-    def __init__(self, keyspace: Keyspace, revision: int) -> None:
-        self.keyspace = keyspace
-        self.revision = revision
-        self.overlay: dict[str, KeyValue | None] = {}
-        self.events: list[Event] = []
-        #: The result of every put that creates its key: results are immutable, and
-        #: most puts of a large transaction create keys.
-        self.created = PutResult(revision)
-
-    def run(self, op: Op) -> OpResult:
-        if isinstance(op, Put):
-            return self._put(op)
-        if isinstance(op, Delete):
-            return self._delete(op)
-        return self.keyspace._read(op.key, op.prefix, op.limit, self.overlay, self.revision)
-
-    def _put(self, op: Put) -> PutResult:
-        if op.lease and op.lease not in self.keyspace.leases:
-            raise LeaseNotFoundError(op.lease)
-        overlay = self.overlay
-        prev = overlay[op.key] if op.key in overlay else self.keyspace.kvs.get(op.key)
-        revision = self.revision
-        if prev is None:
-            kv = KeyValue(op.key, op.value, revision, revision, 1, op.lease)
-        else:
-            kv = KeyValue(
-                op.key, op.value, prev.create_revision, revision, prev.version + 1, op.lease
-            )
-        self.overlay[op.key] = kv
-        self.events.append(Event(EventType.PUT, kv, prev))
-        return self.created if prev is None else PutResult(revision, prev)
-
-    def _delete(self, op: Delete) -> DeleteResult:
-        revision = self.revision
-        prevs = list(self.keyspace._scan(op.key, op.prefix, self.overlay))
-        for prev in prevs:
-            self.overlay[prev.key] = None
-            self.events.append(Event(EventType.DELETE, _tombstone(prev.key, revision), prev))
-        return DeleteResult(revision, len(prevs), prevs)
-
-
-__all__ = ["Keyspace", "LeaseEntry", "Prepared", "Row", "check_duplicates"]
+__all__ = ["Keyspace", "LeaseEntry", "Prepared", "Record", "Row", "check_duplicates"]

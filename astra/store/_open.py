@@ -35,4 +35,6 @@ async def open_store(url: str) -> Store:
         if not path:
             raise ValueError(f"store URL {url!r} names no file (sqlite:///path/to/state.db)")
         return await EmbeddedStore.open(path)
-    raise ValueError(f"unknown store URL {url!r}: use etcd://host:port, sqlite:///path or memory://")
+    raise ValueError(
+        f"unknown store URL {url!r}: use etcd://host:port, sqlite:///path or memory://"
+    )

@@ -10,7 +10,8 @@ These are built for every key a transaction touches, hence :func:`quick_init`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import FrozenInstanceError, dataclass, field
 
 from astra._frozen import quick_init
 
@@ -189,14 +190,72 @@ class DeleteResult:
 OpResult = PutResult | DeleteResult | RangeResult
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
 class TxnResult:
-    """Whether the compares held, the store revision after the txn, one result per op run."""
+    """Whether the compares held, the store revision after the txn, one result per op run.
 
+    Immutable, compared by value. A backend may hand over its results unbuilt
+    (:meth:`deferred`): most callers of a large transaction look only at ``succeeded``
+    and ``revision``, and the embedded store then builds no result object per key.
+    """
+
+    __slots__ = ("_build", "_results", "revision", "succeeded")
     succeeded: bool
     revision: int
-    results: list[OpResult]
+
+    def __init__(self, succeeded: bool, revision: int, results: list[OpResult]) -> None:
+        _set_succeeded(self, succeeded)
+        _set_revision(self, revision)
+        _set_results(self, results)
+        _set_build(self, None)
+
+    @classmethod
+    def deferred(
+        cls, succeeded: bool, revision: int, build: Callable[[], list[OpResult]]
+    ) -> TxnResult:
+        """A result whose ``results`` come from ``build()``, called once on first access."""
+        result = cls.__new__(cls)
+        _set_succeeded(result, succeeded)
+        _set_revision(result, revision)
+        _set_build(result, build)
+        return result
+
+    @property
+    def results(self) -> list[OpResult]:
+        build = self._build
+        if build is not None:
+            _set_results(self, build())
+            _set_build(self, None)
+        return self._results
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, TxnResult)
+        return (self.succeeded, self.revision, self.results) == (
+            other.succeeded,
+            other.revision,
+            other.results,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"TxnResult(succeeded={self.succeeded!r}, revision={self.revision!r}, "
+            f"results={self.results!r})"
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+_set_succeeded = TxnResult.succeeded.__set__  # type: ignore[attr-defined]
+_set_revision = TxnResult.revision.__set__  # type: ignore[attr-defined]
+_set_results = TxnResult._results.__set__  # type: ignore[attr-defined]
+_set_build = TxnResult._build.__set__  # type: ignore[attr-defined]
 
 
 class EventType(enum.Enum):

@@ -6,6 +6,7 @@ The semantics it shares with etcd are tested in test_conformance.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from astra.store import (
@@ -20,6 +22,7 @@ from astra.store import (
     Delete,
     Event,
     EventType,
+    KeyValue,
     Put,
     Store,
     StoreError,
@@ -53,6 +56,13 @@ async def history_of(store: Store, prefix: str) -> list[Event]:
                         return events
         except CompactedError as exc:
             start = exc.compact_revision
+
+
+def persisted(path: str) -> list[tuple[int, str]]:
+    """(revision, key) of every record in the file, read with SQLite itself."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT revision, records FROM log ORDER BY revision").fetchall()
+    return [(revision, record[0]) for revision, blob in rows for record in msgpack.unpackb(blob)]
 
 
 async def test_a_new_store_is_at_revision_1_and_its_first_write_makes_2(path: str) -> None:
@@ -200,10 +210,9 @@ async def test_automatic_compaction_keeps_history_and_file_bounded(path: str) ->
         assert len(store._keyspace.history) <= history + 64
         assert await store.get("/k/0", revision=current - history + 1) is not None
 
-    with sqlite3.connect(path) as db:
-        (rows,) = db.execute("SELECT count(*) FROM kv").fetchone()
-    db.close()
-    assert rows <= 11 + 2 * (history + 64)  # the live keys and the retained revisions' rows
+    records = persisted(path)
+    assert len(records) <= 11 + 2 * (history + 64)  # the live keys and the retained revisions'
+    assert len({revision for revision, _ in records}) <= 10 + history + 64  # one row each
     async with await EmbeddedStore.open(path, history=history) as reopened:
         with pytest.raises(CompactedError) as raised:
             await reopened.get("/k/0", revision=compacted - 1)
@@ -227,19 +236,54 @@ async def test_compaction_frees_the_rows_of_wide_revisions(path: str) -> None:
         current = await store.current_revision()
         assert store._keyspace.first > current - history - 64  # compacted past the deletions
 
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT id >> 24, key FROM kv").fetchall()
-    db.close()
+    records = persisted(path)
     retained = current - history - 64
-    assert {key for revision, key in rows if revision < retained} <= {
+    assert {key for revision, key in records if revision < retained} <= {
         f"/wide/{key:02d}" for key in range(width)
     }  # nothing of /many/ is left, nor any old version of a /wide/ key
-    assert len(rows) <= width * (history + 64 + 1)
+    assert len(records) <= width * (history + 64 + 1)
     async with await EmbeddedStore.open(path, history=history) as reopened:
         kvs = (await reopened.range("/")).kvs
         assert [(kv.key, kv.value, kv.version) for kv in kvs] == [
             (f"/wide/{key:02d}", b"119", 120) for key in range(width)
         ]
+
+
+async def test_a_format_1_file_is_converted_to_one_row_per_revision(path: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db:  # one row per key version
+        db.executescript(
+            """
+            CREATE TABLE kv (id INTEGER PRIMARY KEY, key TEXT NOT NULL, value BLOB,
+                create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease INTEGER NOT NULL);
+            CREATE TABLE lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
+            CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+            INSERT INTO lease VALUES (7, 60);
+            INSERT INTO meta VALUES ('compacted', 4);
+            PRAGMA user_version = 1;
+            """
+        )
+        rows = [  # /a put at 2 and 3 (its row of 2 compacted away), /b put at 3, gone at 4
+            ((3 << 24) + 0, "/a", b"2", 2, 2, 0),
+            ((3 << 24) + 1, "/b", b"1", 3, 1, 7),
+            ((4 << 24) + 0, "/b", None, 0, 0, 0),
+        ]
+        db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.commit()
+
+    for _ in range(2):  # converted, then opened as it is
+        async with await EmbeddedStore.open(path) as store:
+            assert await store.current_revision() == 4
+            assert await store.get("/a") == KeyValue("/a", b"2", 2, 3, 2)
+            assert await store.get("/b") is None
+            assert await history_of(store, "/") == [
+                Event(
+                    EventType.DELETE, KeyValue("/b", b"", 0, 4, 0), KeyValue("/b", b"1", 3, 3, 1, 7)
+                )
+            ]
+            with pytest.raises(CompactedError):
+                await store.get("/a", revision=3)
+            assert await store.lease_keepalive(7) == 60
+    assert persisted(path) == [(3, "/a"), (3, "/b"), (4, "/b")]
 
 
 async def test_a_watcher_that_falls_behind_compaction_gets_compacted_error() -> None:
