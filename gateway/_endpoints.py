@@ -53,6 +53,7 @@ class Endpoint:
         "failures_in_row",
         "in_flight",
         "infer",
+        "lane_in_flight",
         "load",
         "members",
         "ready_since",
@@ -70,6 +71,8 @@ class Endpoint:
         self.infer = self.channel.unary_unary(MODEL_INFER)
         self.state = State.READY
         self.in_flight = 0
+        #: Its requests in flight through the fast lane, as of the last collection.
+        self.lane_in_flight = 0
         #: Its mean number of requests in flight over the last weight interval.
         self.load = 0.0
         self.failures_in_row = 0
@@ -163,7 +166,7 @@ class Member:
         return Signals(
             base=self.base,
             latency=self.latency,
-            in_flight=max(endpoint.load, float(endpoint.in_flight)),
+            in_flight=max(endpoint.load, float(endpoint.in_flight + endpoint.lane_in_flight)),
             errors=self.errors,
             report=endpoint.fresh_report(policy, now),
             warmup=endpoint.warmup(policy, now),

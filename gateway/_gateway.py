@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
+from astra import telemetry
 from astra.server import Server
 from gateway import _native
 from gateway._broker import BrokerOptions, async_inference_service
@@ -15,6 +16,7 @@ from gateway._endpoints import MODEL_INFER, Endpoint
 from gateway._forward import Forwarder
 from gateway._front import inference_service
 from gateway._health import Health
+from gateway._lane import FastLane
 from gateway._orca import follow_reports
 from gateway._routes import RouteWatcher
 from gateway._table import Table
@@ -41,6 +43,9 @@ class Gateway:
         grace: seconds in-flight requests get to finish on shutdown.
         broker: with one, also serve ``astra.v1.AsyncInferenceService`` on its Redis
             (:mod:`gateway._broker`).
+        fast_lane: serve through the C++ fast lane (:mod:`gateway._lane`), the
+            grpc.aio server behind it on loopback; needs the native core.
+        lane_connections: the fast lane's HTTP/2 connections per endpoint address.
     """
 
     def __init__(
@@ -52,13 +57,31 @@ class Gateway:
         models: Sequence[str] = (),
         grace: float = 5.0,
         broker: BrokerOptions | None = None,
+        fast_lane: bool = False,
+        lane_connections: int = 1,
     ) -> None:
+        if fast_lane and _native.IMPLEMENTATION != "native":
+            raise ValueError(
+                f"the fast lane needs the native core (gateway._core; {_native.PURE_PYTHON_ENV} "
+                "selects the pure-Python one)"
+            )
         self.policy = policy or WeightPolicy()
+        self._address = address
+        self._grace = grace
+        self._lane_connections = lane_connections
+        self.lane: FastLane | None = None
+        self._fast_lane = fast_lane
         # ModelInfer, the hot path, skips the interceptors while they would only log it.
-        self.server = Server(address, grace=grace, plain=(MODEL_INFER,))
+        # Behind the fast lane, the server listens on loopback only.
+        inner = "127.0.0.1:0" if fast_lane else address
+        self.server = Server(inner, grace=grace, plain=(MODEL_INFER,))
         self._open: set[Endpoint] = set()  # endpoints whose channel is not closed yet
         self.table = Table(
-            self.policy, clock=time.monotonic, on_retired=self._retired, on_added=self._added
+            self.policy,
+            clock=time.monotonic,
+            on_retired=self._retired,
+            on_added=self._added,
+            on_slot=self._slot if fast_lane else None,
         )
         self.health = Health(self.table, lambda work, name: self.server.spawn(work, name=name))
         self.routes = RouteWatcher(scheduler, self.table.apply, models=models)
@@ -73,14 +96,29 @@ class Gateway:
     @property
     def address(self) -> str:
         """``host:port`` it listens on."""
-        return self.server.address
+        return self.lane.address if self.lane is not None else self.server.address
 
     async def start(self) -> None:
         """Listen, then follow the routes and recompute weights in the background."""
         await self.server.start()
+        if self._fast_lane:
+            self.lane = FastLane(
+                self.table,
+                self.health,
+                address=self._address,
+                inner=self.server.address,
+                forward=not telemetry.enabled(),
+                connections=self._lane_connections,
+            )
+            self.lane.start()
         self.server.spawn(self.routes.run(), name="gateway.routes")
         self.server.spawn(self._reweigh(), name="gateway.weights")
-        _log.info("gateway on %s (%s routing core)", self.address, _native.IMPLEMENTATION)
+        _log.info(
+            "gateway on %s (%s routing core%s)",
+            self.address,
+            _native.IMPLEMENTATION,
+            ", fast lane" if self.lane is not None else "",
+        )
 
     async def synced(self, timeout: float | None = None) -> None:
         """Return once the first snapshot of the routes is in.
@@ -97,7 +135,13 @@ class Gateway:
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop taking requests, let those in flight finish (``grace`` seconds), stop the
         background work and close every channel. Idempotent."""
-        await self.server.shutdown(grace)
+        if self.lane is not None:
+            self.lane.stop_accepting()
+            wait = self._grace if grace is None else grace
+            await asyncio.gather(self.server.shutdown(grace), self.lane.drain(wait))
+            self.lane.close()
+        else:
+            await self.server.shutdown(grace)
         await self.routes.close()
         if self._broker is not None:
             await self._broker.close()
@@ -114,7 +158,13 @@ class Gateway:
     async def _reweigh(self) -> None:
         while True:
             await asyncio.sleep(self.policy.interval)
+            if self.lane is not None:
+                self.lane.collect()
             self.table.reweigh()
+
+    def _slot(self, slot: int, address: str | None) -> None:
+        if self.lane is not None:
+            self.lane.set_slot(slot, address)
 
     def _added(self, endpoint: Endpoint) -> None:
         self._open.add(endpoint)

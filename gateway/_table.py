@@ -49,6 +49,9 @@ class Table:
         on_added: called with each new endpoint.
         on_retired: called with an endpoint that left every route and has no request in
             flight, so that its channel gets closed.
+        on_slot: called with ``(slot, address)`` when a slot takes an endpoint (before
+            its picker does) and with ``(slot, None)`` when it is freed (the fast lane's
+            map of slots).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class Table:
         clock: Callable[[], float],
         on_added: Callable[[Endpoint], None],
         on_retired: Callable[[Endpoint], None],
+        on_slot: Callable[[int, str | None], None] | None = None,
     ) -> None:
         self.policy = policy
         self.router = _native.Router()
@@ -69,6 +73,7 @@ class Table:
         self._clock = clock
         self._on_added = on_added
         self._on_retired = on_retired
+        self.on_slot = on_slot
         self._defaults: dict[str, str] = {}  # model -> the version "" means
         self._synced = False
         self._rolled_at = clock()
@@ -132,6 +137,8 @@ class Table:
                 member = route.members[address] = Member(self._slot(), endpoint, route, base)
                 self.slots[member.slot] = member
                 endpoint.members.add(member)
+                if self.on_slot is not None:
+                    self.on_slot(member.slot, address)
             member.base = base
         self._reweigh(route, now)
 
@@ -145,6 +152,8 @@ class Table:
         self.slots[member.slot] = None
         self._free.append(member.slot)
         member.route.picker.update([(member.slot, 0)])
+        if self.on_slot is not None:
+            self.on_slot(member.slot, None)
         endpoint = member.endpoint
         endpoint.members.discard(member)
         if not endpoint.members:

@@ -1,20 +1,24 @@
-// gateway._core: the Python binding of the routing core. Thin on purpose: the logic is
-// in wire.cpp, picker.cpp and router.cpp; gateway/_picker.py and gateway/_router.py
-// are the pure-Python twin of this module's API.
+// gateway._core: the Python binding of the routing core and the fast lane. Thin on
+// purpose: the logic is in wire.cpp, picker.cpp, router.cpp and lane.cpp;
+// gateway/_picker.py and gateway/_router.py are the pure-Python twin of the routing
+// core's API (the fast lane has none: without it the grpc.aio server takes every call).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
 
 #include <string>
 
+#include "lane.hpp"
 #include "picker.hpp"
 #include "router.hpp"
 #include "wire.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
+using astra::gateway::Lane;
 using astra::gateway::Picker;
 using astra::gateway::Router;
 
@@ -71,4 +75,37 @@ NB_MODULE(_core, m) {
       .def("route", [](const Router& router, const nb::bytes& request) { return router.route(view(request)); },
            "request"_a)
       .def("__len__", &Router::size);
+
+  nb::class_<Lane>(m, "Lane")
+      .def(
+          "__init__",
+          [](Lane* self, const Router& router, const std::string& host, int port, const std::string& inner_host,
+             int inner_port, bool forward, int connections) {
+            new (self) Lane(router, {host, port, inner_host, inner_port, forward, connections});
+          },
+          "router"_a, "host"_a, "port"_a, "inner_host"_a, "inner_port"_a, "forward"_a = true,
+          "connections"_a = 1, nb::keep_alive<1, 2>())
+      .def_prop_ro("port", &Lane::port)
+      .def_prop_ro("event_fd", &Lane::event_fd)
+      .def("set_slot", &Lane::set_slot, "slot"_a, "address"_a)
+      .def("take_stats",
+           [](Lane& lane) {
+             nb::list out;
+             for (const auto& s : lane.take_stats()) {
+               out.append(nb::make_tuple(s.slot, s.in_flight, s.samples, s.sample_seconds, s.failed,
+                                         s.failed_seconds));
+             }
+             return out;
+           })
+      .def("take_events",
+           [](Lane& lane) {
+             nb::list out;
+             for (const auto& e : lane.take_events()) {
+               out.append(nb::make_tuple(e.slot, utf8(e.address), static_cast<int>(e.kind)));
+             }
+             return out;
+           })
+      .def("stop_accepting", &Lane::stop_accepting)
+      .def("active", &Lane::active)
+      .def("close", &Lane::close, nb::call_guard<nb::gil_scoped_release>());
 }

@@ -15,6 +15,7 @@ int64_t mul_div_ceil(int64_t a, int64_t b, int64_t c) { return (a * b + c - 1) /
 // -- picker ----------------------------------------------------------------------------
 
 void Picker::update(std::vector<std::pair<int64_t, int64_t>> changes) {
+  std::lock_guard lock(mutex_);
   std::sort(changes.begin(), changes.end());
   for (size_t k = 0; k < changes.size(); ++k) {
     const auto [slot, weight] = changes[k];
@@ -95,6 +96,11 @@ void Picker::promote() {
 }
 
 int64_t Picker::pick() {
+  std::lock_guard lock(mutex_);
+  return pick_locked();
+}
+
+int64_t Picker::pick_locked() {
   if (slots_.empty()) return -1;
   if (eligible_.empty()) {  // every endpoint is ahead of the clock: jump to the first
     now_ = waiting_.min_key();
@@ -134,7 +140,13 @@ int64_t Picker::pick() {
 }
 
 void Picker::skip(int64_t count) {
-  for (int64_t k = 0; k < count; ++k) pick();
+  std::lock_guard lock(mutex_);
+  for (int64_t k = 0; k < count; ++k) pick_locked();
+}
+
+size_t Picker::size() const {
+  std::lock_guard lock(mutex_);
+  return slots_.size();
 }
 
 int64_t Picker::shift_clock() {
@@ -160,10 +172,12 @@ size_t Picker::index_of(int64_t slot) const {
 }
 
 bool Picker::contains(int64_t slot) const {
+  std::lock_guard lock(mutex_);
   return std::binary_search(slots_.begin(), slots_.end(), slot);
 }
 
 std::vector<std::pair<int64_t, int64_t>> Picker::weights() const {
+  std::lock_guard lock(mutex_);
   std::vector<std::pair<int64_t, int64_t>> out;
   out.reserve(slots_.size());
   for (size_t k = 0; k < slots_.size(); ++k) out.emplace_back(slots_[k], weights_[k]);
@@ -171,6 +185,7 @@ std::vector<std::pair<int64_t, int64_t>> Picker::weights() const {
 }
 
 double Picker::lag(int64_t slot) const {
+  std::lock_guard lock(mutex_);
   const size_t k = index_of(slot);
   const double behind = static_cast<double>(now_ - eligible_at_[k]) +
                         static_cast<double>(remainder_) / static_cast<double>(total_);
@@ -178,6 +193,7 @@ double Picker::lag(int64_t slot) const {
 }
 
 double Picker::virtual_time() const {
+  std::lock_guard lock(mutex_);
   const double fraction = total_ ? static_cast<double>(remainder_) / static_cast<double>(total_) : 0.0;
   return (shifted_ + (static_cast<double>(now_) + fraction)) / static_cast<double>(kScale);
 }

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -26,7 +27,8 @@ inline constexpr int64_t kRebaseBy = int64_t{1} << 41;
 
 // Smooth weighted round robin over endpoints named by integer slots, picking in
 // O(log n) (a heap and a radix heap); see gateway/_picker.py for the algorithm, its bound and
-// the pure-Python twin that makes the same picks.
+// the pure-Python twin that makes the same picks. Thread-safe: each method holds the
+// picker's mutex (the fast lane picks while Python updates weights).
 class Picker {
  public:
   // Applies weight changes as one update: (slot, weight) adds an endpoint or sets its
@@ -41,7 +43,7 @@ class Picker {
   // `count` picks, their slots dropped (benchmarks, fast-forwarding).
   void skip(int64_t count);
 
-  size_t size() const { return slots_.size(); }
+  size_t size() const;
   bool contains(int64_t slot) const;
   // The endpoints as (slot, weight), by slot.
   std::vector<std::pair<int64_t, int64_t>> weights() const;
@@ -52,12 +54,14 @@ class Picker {
   double virtual_time() const;
 
  private:
+  int64_t pick_locked();
   size_t index_of(int64_t slot) const;
   void forgive_and_rebuild();
   void promote();
   int64_t shift_clock();
   void rebase();
 
+  mutable std::mutex mutex_;
   std::vector<int64_t> slots_;    // ascending
   std::vector<int64_t> weights_;
   std::vector<int64_t> strides_;  // kScale / weight

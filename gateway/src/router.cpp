@@ -7,6 +7,7 @@
 namespace astra::gateway {
 
 void Router::set(std::string_view name, std::string_view version, std::shared_ptr<Picker> picker) {
+  std::lock_guard lock(mutex_);
   auto model = models_.find(name);
   if (model == models_.end()) {
     if (!picker) return;
@@ -30,6 +31,7 @@ void Router::set(std::string_view name, std::string_view version, std::shared_pt
 }
 
 std::shared_ptr<Picker> Router::get(std::string_view name, std::string_view version) const {
+  std::lock_guard lock(mutex_);
   const auto model = models_.find(name);
   if (model == models_.end()) return nullptr;
   for (const auto& [known, picker] : model->second) {
@@ -38,13 +40,23 @@ std::shared_ptr<Picker> Router::get(std::string_view name, std::string_view vers
   return nullptr;
 }
 
-int64_t Router::route(std::string_view request) const {
+size_t Router::size() const {
+  std::lock_guard lock(mutex_);
+  return size_;
+}
+
+int64_t Router::route(std::string_view request, std::shared_ptr<Picker>* picked) const {
   ModelRef ref;
   if (!read_model(request, ref)) return kMalformed;
+  std::lock_guard lock(mutex_);
   const auto model = models_.find(ref.name);
   if (model == models_.end()) return kUnknown;
   for (const auto& [version, picker] : model->second) {
-    if (version == ref.version) return picker->size() ? picker->pick() : kNoEndpoint;
+    if (version != ref.version) continue;
+    const int64_t slot = picker->pick();
+    if (slot < 0) return kNoEndpoint;
+    if (picked) *picked = picker;
+    return slot;
   }
   return kUnknown;
 }

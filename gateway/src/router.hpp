@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,7 +21,8 @@ inline constexpr int64_t kUnknown = -2;    // no route for that model and versio
 inline constexpr int64_t kNoEndpoint = -3;  // a route with no endpoint to pick
 
 // Pickers by model name and version. Which version an empty one means is the caller's
-// choice: it sets a picker under version "".
+// choice: it sets a picker under version "". Thread-safe: one mutex, held for a
+// lookup (and the pick, which takes the picker's own).
 class Router {
  public:
   // Routes (name, version) to `picker`; nullptr removes the route.
@@ -29,9 +31,10 @@ class Router {
   std::shared_ptr<Picker> get(std::string_view name, std::string_view version) const;
   // The slot of the endpoint a serialized ModelInferRequest goes to, or kMalformed,
   // kUnknown, kNoEndpoint. Reads two fields of the request, then one hash lookup, a
-  // scan of the model's versions and one pick; allocates nothing.
-  int64_t route(std::string_view request) const;
-  size_t size() const { return size_; }
+  // scan of the model's versions and one pick; allocates nothing. With `picker`, sets
+  // it to the picker that picked.
+  int64_t route(std::string_view request, std::shared_ptr<Picker>* picker = nullptr) const;
+  size_t size() const;
 
  private:
   struct Hash {
@@ -41,6 +44,7 @@ class Router {
   // A model's versions: a short list, scanned.
   using Versions = std::vector<std::pair<std::string, std::shared_ptr<Picker>>>;
 
+  mutable std::mutex mutex_;
   std::unordered_map<std::string, Versions, Hash, std::equal_to<>> models_;
   size_t size_ = 0;
 };

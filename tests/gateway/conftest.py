@@ -52,6 +52,7 @@ class Setup:
 
     feed: RouteFeed
     feed_server: Server
+    fast_lane: bool = False
     gateway: Gateway | None = None
     replicas: dict[str, Replica] = field(default_factory=dict)
     channels: list[grpc.aio.Channel] = field(default_factory=list)
@@ -63,6 +64,7 @@ class Setup:
         return replica
 
     async def start_gateway(self, policy: WeightPolicy = FAST, **options: Any) -> Gateway:
+        options.setdefault("fast_lane", self.fast_lane)
         self.gateway = Gateway(
             scheduler=self.feed_server.address, address="127.0.0.1:0", policy=policy, **options
         )
@@ -80,11 +82,16 @@ class Setup:
         return pb_grpc.GRPCInferenceServiceStub(self.channel())
 
 
-@pytest.fixture
-async def setup() -> AsyncIterator[Setup]:
-    """A route feed serving no route yet; start replicas and the gateway from it."""
+#: The gateway's fronts: the grpc.aio server alone, and the C++ fast lane before it.
+FRONTS = {"grpc": False, "lane": True}
+
+
+@pytest.fixture(params=sorted(FRONTS))
+async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
+    """A route feed serving no route yet; start replicas and the gateway (through each
+    front in turn) from it."""
     feed = RouteFeed()
-    running = Setup(feed, await serve_feed(feed))
+    running = Setup(feed, await serve_feed(feed), fast_lane=FRONTS[request.param])
     try:
         yield running
     finally:
