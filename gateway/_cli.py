@@ -39,6 +39,7 @@ async def _serve(settings: Settings, models: tuple[str, ...]) -> None:
         models=models,
         grace=settings.shutdown_grace,
         broker=BrokerOptions.from_settings(settings),
+        fast_lane=settings.gateway_fast_lane,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

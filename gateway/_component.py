@@ -24,6 +24,7 @@ async def gateway_component(runtime: Runtime) -> AsyncIterator[None]:
         address=settings.gateway_address,
         grace=settings.shutdown_grace,
         broker=BrokerOptions.from_settings(settings),
+        fast_lane=settings.gateway_fast_lane,
     )
     async with gateway:
         runtime.gateway_address = gateway.address

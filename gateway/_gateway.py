@@ -44,7 +44,8 @@ class Gateway:
         broker: with one, also serve ``astra.v1.AsyncInferenceService`` on its Redis
             (:mod:`gateway._broker`).
         fast_lane: serve through the C++ fast lane (:mod:`gateway._lane`), the
-            grpc.aio server behind it on loopback; needs the native core.
+            grpc.aio server behind it on loopback; only with the native core (with the
+            pure-Python one, the grpc.aio server alone serves).
         lane_connections: the fast lane's HTTP/2 connections per endpoint address.
     """
 
@@ -60,20 +61,15 @@ class Gateway:
         fast_lane: bool = False,
         lane_connections: int = 1,
     ) -> None:
-        if fast_lane and _native.IMPLEMENTATION != "native":
-            raise ValueError(
-                f"the fast lane needs the native core (gateway._core; {_native.PURE_PYTHON_ENV} "
-                "selects the pure-Python one)"
-            )
         self.policy = policy or WeightPolicy()
         self._address = address
         self._grace = grace
         self._lane_connections = lane_connections
         self.lane: FastLane | None = None
-        self._fast_lane = fast_lane
+        self._fast_lane = fast_lane and _native.IMPLEMENTATION == "native"
         # ModelInfer, the hot path, skips the interceptors while they would only log it.
         # Behind the fast lane, the server listens on loopback only.
-        inner = "127.0.0.1:0" if fast_lane else address
+        inner = "127.0.0.1:0" if self._fast_lane else address
         self.server = Server(inner, grace=grace, plain=(MODEL_INFER,))
         self._open: set[Endpoint] = set()  # endpoints whose channel is not closed yet
         self.table = Table(
@@ -81,7 +77,7 @@ class Gateway:
             clock=time.monotonic,
             on_retired=self._retired,
             on_added=self._added,
-            on_slot=self._slot if fast_lane else None,
+            on_slot=self._slot if self._fast_lane else None,
         )
         self.health = Health(self.table, lambda work, name: self.server.spawn(work, name=name))
         self.routes = RouteWatcher(scheduler, self.table.apply, models=models)
