@@ -12,7 +12,7 @@ from astra import telemetry
 from astra.server import Server
 from gateway import _native
 from gateway._broker import BrokerOptions, async_inference_service
-from gateway._endpoints import MODEL_INFER, Endpoint
+from gateway._endpoints import CHANNEL_OPTIONS, MODEL_INFER, Endpoint
 from gateway._forward import Forwarder
 from gateway._front import inference_service
 from gateway._health import Health
@@ -24,6 +24,9 @@ from gateway._telemetry import observe_weights
 from gateway._weights import WeightPolicy
 
 _log = logging.getLogger(__name__)
+
+#: Tensors of any size, in and out (the channels to replicas take them too).
+MESSAGE_SIZES = tuple(option for option in CHANNEL_OPTIONS if "message_length" in option[0])
 
 
 class Gateway:
@@ -70,7 +73,7 @@ class Gateway:
         # ModelInfer, the hot path, skips the interceptors while they would only log it.
         # Behind the fast lane, the server listens on loopback only.
         inner = "127.0.0.1:0" if self._fast_lane else address
-        self.server = Server(inner, grace=grace, plain=(MODEL_INFER,))
+        self.server = Server(inner, grace=grace, plain=(MODEL_INFER,), options=MESSAGE_SIZES)
         self._open: set[Endpoint] = set()  # endpoints whose channel is not closed yet
         self.table = Table(
             self.policy,

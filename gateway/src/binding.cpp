@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "hpack.hpp"
 #include "lane.hpp"
 #include "picker.hpp"
 #include "router.hpp"
@@ -75,6 +76,30 @@ NB_MODULE(_core, m) {
       .def("route", [](const Router& router, const nb::bytes& request) { return router.route(view(request)); },
            "request"_a)
       .def("__len__", &Router::size);
+
+  // HPACK, for its tests (RFC 7541 Appendix C).
+  nb::class_<astra::gateway::hpack::Decoder>(m, "HpackDecoder")
+      .def(nb::init<size_t>(), "max_size"_a = 4096)
+      .def(
+          "decode",
+          [](astra::gateway::hpack::Decoder& decoder, const nb::bytes& block) {
+            astra::gateway::hpack::Headers headers;
+            if (!decoder.decode(view(block), headers)) throw nb::value_error("malformed header block");
+            nb::list out;
+            for (const auto& [name, value] : headers) out.append(nb::make_tuple(utf8(name), utf8(value)));
+            return out;
+          },
+          "block"_a)
+      .def_prop_ro("table_size", &astra::gateway::hpack::Decoder::table_size)
+      .def_prop_ro("table_entries", &astra::gateway::hpack::Decoder::table_entries);
+  m.def(
+      "hpack_encode",
+      [](const std::vector<std::pair<std::string, std::string>>& headers) {
+        std::string out;
+        astra::gateway::hpack::encode(headers, out);
+        return nb::bytes(out.data(), out.size());
+      },
+      "headers"_a);
 
   nb::class_<Lane>(m, "Lane")
       .def(

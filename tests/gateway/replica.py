@@ -48,11 +48,21 @@ def served_by(response: pb.ModelInferResponse) -> str:
     return response.parameters["replica"].string_param
 
 
+#: Tensors of any size, as the gateway's own channels allow.
+UNLIMITED = (("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1))
+
+
 class Replica(pb_grpc.GRPCInferenceServiceServicer):
-    """One replica serving ``models`` ((name, version) pairs) at a free port."""
+    """One replica serving ``models`` ((name, version) pairs) at ``address`` (by default
+    a free port)."""
 
     def __init__(
-        self, name: str, models: Sequence[tuple[str, str]] = (("add", "1"),), *, delay: float = 0.0
+        self,
+        name: str,
+        models: Sequence[tuple[str, str]] = (("add", "1"),),
+        *,
+        delay: float = 0.0,
+        address: str = "127.0.0.1:0",
     ) -> None:
         self.name = name
         self.models = set(models)
@@ -66,7 +76,7 @@ class Replica(pb_grpc.GRPCInferenceServiceServicer):
         self.in_flight = 0
         self.metadata: list[dict[str, Any]] = []  # what each served request carried
         self.time_left: list[float | None] = []
-        self.server = Server("127.0.0.1:0", grace=5.0)
+        self.server = Server(address, grace=5.0, options=UNLIMITED)
         self.server.add_servicer(
             self, pb_grpc.add_GRPCInferenceServiceServicer_to_server, DESCRIPTOR
         )
