@@ -61,7 +61,7 @@ class Gateway:
         models: Sequence[str] = (),
         grace: float = 5.0,
         broker: BrokerOptions | None = None,
-        fast_lane: bool = False,
+        fast_lane: bool = True,
         lane_connections: int = 1,
     ) -> None:
         self.policy = policy or WeightPolicy()

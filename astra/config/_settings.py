@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     api_address: Address = Field(default="127.0.0.1:7100", description="gRPC API listen address")
     gateway_address: Address = Field(default="127.0.0.1:8001", description="gateway listen address")
     gateway_fast_lane: bool = Field(
-        default=False,
+        default=True,
         description="serve the gateway through its C++ fast lane (with the native core)",
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
