@@ -11,10 +11,12 @@ them, :mod:`astra.store._sqlite` persists what they produce):
   results nobody looks at builds no object per key.
 - **State**: ``kvs`` maps each live key to its record; ``keys`` holds the same keys
   sorted, so a prefix range costs O(log n + k).
-- **History**: ``history[i]`` holds the changes of revision ``first + i``, flat: the new
-  record, then the one it replaced (``None`` if it created the key), for every key of
-  the revision in order. Every revision after the initial one has at least one change,
-  so a revision is a list index: a watcher or an old read finds its place in O(1).
+- **History**: ``history[i]`` is the tuple of changes of revision ``first + i``, flat: the
+  new record, then the one it replaced (``None`` if it created the key), for every key
+  of the revision in order. Tuples of tuples of atoms: the garbage collector stops
+  tracking them, so a long history costs its collections nothing. Every revision after
+  the initial one has at least one change, so a revision is a list index: a watcher or
+  an old read finds its place in O(1).
 - **Reads at an older revision** R start from the current state and undo the changes
   after R that touch the range: O(log n + k + changes after R).
 - **Transactions** are prepared against the current state plus an overlay of their
@@ -170,7 +172,7 @@ class Keyspace:
         self.compacted = 0
         #: The revision of ``history[0]``; ``first + len(history) == revision + 1``.
         self.first = 2
-        self.history: list[Sequence[Record | None]] = []
+        self.history: list[tuple[Record | None, ...]] = []
         self.leases: dict[int, LeaseEntry] = {}
 
     # -- reads -------------------------------------------------------------------------
@@ -349,7 +351,7 @@ class Keyspace:
         if not prepared.changes:
             return
         self._apply(prepared.changes)
-        self.history.append(prepared.changes)
+        self.history.append(tuple(prepared.changes))
         self.revision = prepared.revision
 
     def _apply(self, changes: Sequence[Record | None]) -> None:
@@ -443,7 +445,7 @@ class Keyspace:
                         f"store file is inconsistent: revision {revision} follows "
                         f"{keyspace.revision}"
                     )
-                keyspace.history.append(changes)
+                keyspace.history.append(tuple(changes))
             keyspace.revision = revision
         keyspace.revision = max(keyspace.revision, compacted)
         keyspace.first = keyspace.revision + 1 - len(keyspace.history)
