@@ -90,6 +90,11 @@ class Prepared:
     results: list[Record | OpResult | None]
     #: new record, replaced record (or None), ... for every key changed.
     changes: list[Record | None]
+    #: The new record of every key put, ``None`` for those deleted.
+    overlay: dict[str, Record | None]
+    #: Whether every change overwrites a live key and no lease is involved, so that
+    #: applying the changes is only setting the new records.
+    overwrites: bool
 
     def txn_result(self) -> TxnResult:
         """The transaction's result; its op results are built if someone reads them."""
@@ -300,6 +305,7 @@ class Keyspace:
         overlay: dict[str, Record | None] = {}
         changes: list[Record | None] = []
         results: list[Record | OpResult | None] = []
+        overwrites = True
         for op in ops:
             if isinstance(op, Put):
                 key, lease = op.key, op.lease
@@ -310,15 +316,19 @@ class Keyspace:
                     new = (key, op.value, revision, revision, 1, lease)
                 else:
                     new = (key, op.value, prev[2], revision, prev[4] + 1, lease)
+                if prev is None or lease or prev[5]:
+                    overwrites = False
                 overlay[key] = new
                 changes.append(new)
                 changes.append(prev)
                 results.append(prev)
             elif isinstance(op, Delete):
-                results.append(self._delete(op, revision, overlay, changes))
+                deleted = self._delete(op, revision, overlay, changes)
+                overwrites = overwrites and not deleted.deleted
+                results.append(deleted)
             else:
                 results.append(self._read(op.key, op.prefix, op.limit, overlay, revision))
-        return Prepared(succeeded, revision, results, changes)
+        return Prepared(succeeded, revision, results, changes, overlay, overwrites)
 
     def _writes(self, ops: Sequence[Op]) -> bool:
         for op in ops:
@@ -350,7 +360,10 @@ class Keyspace:
         """Make a prepared transaction's changes the current state and history."""
         if not prepared.changes:
             return
-        self._apply(prepared.changes)
+        if prepared.overwrites:
+            self.kvs.update(prepared.overlay)  # type: ignore[arg-type]
+        else:
+            self._apply(prepared.changes)
         self.history.append(tuple(prepared.changes))
         self.revision = prepared.revision
 
