@@ -109,7 +109,6 @@ class Store(abc.ABC):
         self, key: str, value: bytes, *, lease: int = 0, prev_kv: bool = False
     ) -> PutResult:
         """Write ``value``; returns the new revision and the previous value if asked."""
-        check_txn((), (Put(key, value, lease),), ())
         result = await self.txn((), (Put(key, value, lease),))
         put_result = result.results[0]
         assert isinstance(put_result, PutResult)
