@@ -63,16 +63,16 @@ def check_txn(compares: Sequence[Compare], success: Sequence[Op], failure: Seque
             raise TooManyOpsError(len(branch), MAX_TXN_OPS)
     size = 0  # every key is checked inline: this runs for each item of every transaction
     for compare in compares:
-        key, operand = compare.key, compare.operand
+        key, operand = compare._key, compare._operand
         if not key:
             raise EmptyKeyError()
         size += len(key) + (len(operand) if isinstance(operand, bytes) else 8)
     for branch in (success, failure):
         for op in branch:
-            key = op.key
+            key = op._key
             if not key:
                 raise EmptyKeyError()
-            size += len(key) + (len(op.value) if isinstance(op, Put) else 0)
+            size += len(key) + (len(op._value) if isinstance(op, Put) else 0)
     if size > MAX_REQUEST_BYTES:
         raise ValueTooLargeError(size, MAX_REQUEST_BYTES)
 

@@ -73,7 +73,7 @@ _FIELD = {
 _MOD, _VALUE, _EQUAL = CompareTarget.MOD, CompareTarget.VALUE, CompareOp.EQUAL
 _PUT, _DELETE = EventType.PUT, EventType.DELETE
 _READS, _PUTS = frozenset([Get]), frozenset([Put])
-_key = operator.attrgetter("key")
+_key = operator.attrgetter("_key")
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ def check_duplicates(ops: Sequence[Op]) -> None:
     kinds = set(map(type, ops))
     if kinds <= _READS or (kinds <= _PUTS and len(set(map(_key, ops))) == len(ops)):
         return
-    puts = [op.key for op in ops if isinstance(op, Put)]
+    puts = [op._key for op in ops if isinstance(op, Put)]
     deletes = [op for op in ops if isinstance(op, Delete)]
     if len(set(puts)) == len(puts) and not deletes:
         return
@@ -144,13 +144,13 @@ def check_duplicates(ops: Sequence[Op]) -> None:
 
 
 def _covers(delete: Delete, key: str) -> bool:
-    return key.startswith(delete.key) if delete.prefix else key == delete.key
+    return key.startswith(delete._key) if delete._prefix else key == delete._key
 
 
 def _holds(compare: Compare, record: Record | None) -> bool:
     """Whether ``compare`` is true for ``record`` (``None``: the key is absent)."""
-    if compare.op is _EQUAL and compare.target is not _VALUE:
-        return (0 if record is None else record[_FIELD[compare.target]]) == compare.operand
+    if compare._op is _EQUAL and compare._target is not _VALUE:
+        return (0 if record is None else record[_FIELD[compare._target]]) == compare._operand
     return compare.holds_for(None if record is None else KeyValue(*record))
 
 
@@ -282,9 +282,9 @@ class Keyspace:
         get = self.kvs.get
         succeeded = True
         for compare in compares:
-            record = get(compare.key)
-            if compare.target is _MOD and compare.op is _EQUAL:  # an optimistic commit's
-                if (0 if record is None else record[3]) != compare.operand:
+            record = get(compare._key)
+            if compare._target is _MOD and compare._op is _EQUAL:  # an optimistic commit's
+                if (0 if record is None else record[3]) != compare._operand:
                     succeeded = False
                     break
             elif not _holds(compare, record):
@@ -308,14 +308,14 @@ class Keyspace:
         overwrites = True
         for op in ops:
             if isinstance(op, Put):
-                key, lease = op.key, op.lease
+                key, lease = op._key, op._lease
                 if lease and lease not in leases:
                     raise LeaseNotFoundError(lease)
                 prev = get(key)
                 if prev is None:
-                    new = (key, op.value, revision, revision, 1, lease)
+                    new = (key, op._value, revision, revision, 1, lease)
                 else:
-                    new = (key, op.value, prev[2], revision, prev[4] + 1, lease)
+                    new = (key, op._value, prev[2], revision, prev[4] + 1, lease)
                 if prev is None or lease or prev[5]:
                     overwrites = False
                 overlay[key] = new
@@ -327,7 +327,7 @@ class Keyspace:
                 overwrites = overwrites and not deleted.deleted
                 results.append(deleted)
             else:
-                results.append(self._read(op.key, op.prefix, op.limit, overlay, revision))
+                results.append(self._read(op._key, op._prefix, op._limit, overlay, revision))
         return Prepared(succeeded, revision, results, changes, overlay, overwrites)
 
     def _writes(self, ops: Sequence[Op]) -> bool:
@@ -343,7 +343,7 @@ class Keyspace:
         overlay: dict[str, Record | None],
         changes: list[Record | None],
     ) -> DeleteResult:
-        prevs = list(self._scan(op.key, op.prefix, overlay))
+        prevs = list(self._scan(op._key, op._prefix, overlay))
         for prev in prevs:
             key = prev[0]
             overlay[key] = None
@@ -352,9 +352,9 @@ class Keyspace:
         return DeleteResult(revision, len(prevs), [KeyValue(*prev) for prev in prevs])
 
     def _matches(self, delete: Delete) -> bool:
-        if not delete.prefix:
-            return delete.key in self.kvs
-        return next(iter(self.keys.irange(minimum=delete.key)), "").startswith(delete.key)
+        if not delete._prefix:
+            return delete._key in self.kvs
+        return next(iter(self.keys.irange(minimum=delete._key)), "").startswith(delete._key)
 
     def apply(self, prepared: Prepared) -> None:
         """Make a prepared transaction's changes the current state and history."""
