@@ -1,7 +1,8 @@
 """Calls through the gateway's fronts that stress the fast lane's HTTP/2 (both fronts
 run them, as every test of a Setup): tensors of several MB both ways, many concurrent
-streams from one client and from h2load, a client's cancel reaching the replica, and a
-replica that shuts down (GOAWAY) and comes back at its address."""
+streams from one client and from h2load, a client's cancel reaching the replica, a
+replica that shuts down (GOAWAY) and comes back at its address, and the connections to
+an endpoint that left the routes closing once its last call is done."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 
 import grpc
 import numpy as np
+import psutil
 import pytest
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
@@ -139,3 +141,35 @@ async def test_a_replica_that_shuts_down_and_comes_back_serves_again(setup: Setu
     await eventually(served_again, timeout=20, what="the restarted replica serves again")
     assert back.served > 0
     assert failures == []
+
+
+def _connected_to(address: str) -> int:
+    """This process's open TCP connections to ``address``."""
+    port = int(address.rpartition(":")[2])
+    return sum(
+        1
+        for connection in psutil.Process().net_connections(kind="tcp")
+        if connection.raddr
+        and connection.raddr.port == port
+        and connection.status == psutil.CONN_ESTABLISHED
+    )
+
+
+async def test_an_endpoint_that_leaves_the_routes_is_disconnected_after_its_last_call(
+    setup: Setup,
+) -> None:
+    leaving = await setup.replica("leaving", delay=0.5)
+    staying = await setup.replica("staying")
+    await setup.feed.publish([route("add", "1", leaving.address)])
+    gateway = await setup.start_gateway()
+    stub = setup.stub()
+    call = stub.ModelInfer(add_request([1.0]), timeout=10)
+    await eventually(lambda: leaving.in_flight == 1, what="a call in flight on it")
+    await setup.feed.publish([route("add", "1", staying.address)])
+    await eventually(lambda: leaving.address not in gateway.table.endpoints, what="it left")
+    assert served_by(await stub.ModelInfer(add_request([1.0]))) == "staying"
+    assert _connected_to(leaving.address) > 0, "its call is still in flight"
+    assert served_by(await call) == "leaving"
+    await eventually(
+        lambda: _connected_to(leaving.address) == 0, what="no connection to it is left"
+    )
