@@ -131,7 +131,12 @@ class Store(abc.ABC):
         (with ``prev``), RangeResult for Get.
         """
         check_txn(compares, success, failure)
-        return await self._txn(list(compares), list(success), list(failure))
+        # Drop the caller's sequences before waiting: when the caller keeps no reference,
+        # the ops are freed as soon as the backend is done with its copies, instead of
+        # staying alive (and tracked by the garbage collector) until the commit.
+        pending = self._txn(list(compares), list(success), list(failure))
+        del compares, success, failure
+        return await pending
 
     # -- leases --------------------------------------------------------------------
 

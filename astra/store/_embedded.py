@@ -121,6 +121,7 @@ class EmbeddedStore(Store):
     ) -> TxnResult:
         self._check_open()
         prepared = self._keyspace.prepare(compares, success, failure)
+        del compares, success, failure  # free the ops before the commit (see Store.txn)
         if prepared.changes:
             self._commit(prepared)
         await self._settle()
