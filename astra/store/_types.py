@@ -4,7 +4,9 @@ Keys are non-empty ``str`` (UTF-8 on the wire), values are ``bytes``. Revisions 
 the store-wide, strictly increasing counter of etcd: every write transaction that
 changes something creates exactly one new revision.
 
-These are built for every key a transaction touches, hence :func:`quick_init`.
+These are built for every key a transaction touches: the compares and ops a caller
+builds are plain slotted classes (:class:`_Value`), the results :func:`quick_init`
+dataclasses.
 """
 
 from __future__ import annotations

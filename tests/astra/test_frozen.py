@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from astra._frozen import quick_init
-from astra.store import Compare, DeleteResult, Event, EventType, KeyValue, Put
+from astra.store import DeleteResult, Event, EventType, KeyValue
 from services.app.scheduling import Placement, Slot
 
 
@@ -79,7 +79,7 @@ def test_only_frozen_slotted_dataclasses_are_accepted() -> None:
 
 
 def test_the_hot_types_use_it() -> None:
-    for kind in (KeyValue, Event, Put, Compare, DeleteResult, Placement, Slot):
+    for kind in (KeyValue, Event, DeleteResult, Placement, Slot):
         assert kind.__init__.__module__ == kind.__module__
         assert "_set_" in " ".join(kind.__init__.__code__.co_names), kind
     kv = KeyValue("k", b"v", 1, 2, 3)
