@@ -34,14 +34,11 @@ from astra.store._mvcc import Keyspace, Record, Row
 Synchronous = Literal["NORMAL", "FULL"]
 
 _FORMAT = 2
-#: The page size of a new file (an existing one keeps its own): SQLite's largest. Rows
-#: are written in batches of many revisions, which 64 KiB pages take to the WAL in a
-#: sixteenth of the writes that SQLite's default 4 KiB pages need; a page holds five
-#: revisions of 64 keys with small values (a 16 KiB page held one, two thirds full).
-_PAGE_SIZE = 65536
-#: The WAL is checkpointed into the file once it holds this much (SQLite's default is
-#: 1000 pages: 4 MiB of default pages, 64 MiB of ours).
-_CHECKPOINT_BYTES = 16 << 20
+#: The page size of a new file (an existing one keeps its own). Rows are written in
+#: batches of many revisions, and 16 KiB pages take the same batch to the WAL in a
+#: quarter of the writes that SQLite's default 4 KiB pages need; a revision of 64
+#: keys with small values fits one page.
+_PAGE_SIZE = 16384
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (revision INTEGER PRIMARY KEY, records BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
@@ -106,8 +103,6 @@ class Journal:
             db.execute("PRAGMA locking_mode = EXCLUSIVE")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {synchronous}")
-            (page_size,) = db.execute("PRAGMA page_size").fetchone()
-            db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_BYTES // page_size}")
             db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version not in (0, 1, _FORMAT):
