@@ -73,7 +73,7 @@ class Table:
         self._clock = clock
         self._on_added = on_added
         self._on_retired = on_retired
-        self.on_slot = on_slot
+        self._on_slot = on_slot
         self._defaults: dict[str, str] = {}  # model -> the version "" means
         self._synced = False
         self._rolled_at = clock()
@@ -137,8 +137,8 @@ class Table:
                 member = route.members[address] = Member(self._slot(), endpoint, route, base)
                 self.slots[member.slot] = member
                 endpoint.members.add(member)
-                if self.on_slot is not None:
-                    self.on_slot(member.slot, address)
+                if self._on_slot is not None:
+                    self._on_slot(member.slot, address)
             member.base = base
         self._reweigh(route, now)
 
@@ -152,8 +152,8 @@ class Table:
         self.slots[member.slot] = None
         self._free.append(member.slot)
         member.route.picker.update([(member.slot, 0)])
-        if self.on_slot is not None:
-            self.on_slot(member.slot, None)
+        if self._on_slot is not None:
+            self._on_slot(member.slot, None)
         endpoint = member.endpoint
         endpoint.members.discard(member)
         if not endpoint.members:
