@@ -18,8 +18,12 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Status codes worth another try: the server may answer next time. Any other is final.
+#: CANCELLED is among them because it can only come from the server here (one that stops
+#: cancels the calls it still has): grpc.aio raises asyncio.CancelledError, not this
+#: status, for a call the client cancelled itself.
 TRANSIENT = frozenset(
     {
+        grpc.StatusCode.CANCELLED,
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import pytest
 from astra._gen.astra.v1 import resource_service_pb2 as pb
 from astra._gen.astra.v1 import resource_service_pb2_grpc
 from astra.server import Server
-from node_agent import Backoff, retry_call
+from node_agent import TRANSIENT, Backoff, retry_call
 
 
 def test_delays_double_up_to_the_cap_with_jitter() -> None:
@@ -33,17 +34,23 @@ def test_base_must_be_positive_and_under_the_cap() -> None:
 
 
 class FlakyResource(resource_service_pb2_grpc.ResourceServiceServicer):
-    """A Resource service whose GetNode fails ``failures`` times with ``code``, then answers."""
+    """A Resource service whose GetNode fails ``failures`` times with ``code``, then
+    answers; or, while ``stalled`` is set, never answers."""
 
     def __init__(self) -> None:
         self.failures = 0
         self.code = grpc.StatusCode.UNAVAILABLE
         self.calls = 0
+        self.stalled = False
+        self.called = asyncio.Event()
 
     async def GetNode(
         self, request: pb.GetNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetNodeResponse:
         self.calls += 1
+        self.called.set()
+        if self.stalled:
+            await asyncio.Event().wait()
         if self.calls <= self.failures:
             await context.abort(self.code, f"failure {self.calls}")
         return pb.GetNodeResponse()
@@ -64,11 +71,14 @@ async def flaky() -> AsyncIterator[
         yield servicer, resource_service_pb2_grpc.ResourceServiceStub(channel)
 
 
+@pytest.mark.parametrize("code", sorted(TRANSIENT, key=lambda code: code.name))
 async def test_transient_failures_are_retried_until_success(
     flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub],
+    code: grpc.StatusCode,
 ) -> None:
+    """Every transient status, CANCELLED included: a server that stops cancels its calls."""
     servicer, stub = flaky
-    servicer.failures = 3
+    servicer.failures, servicer.code = 3, code
     await retry_call(
         lambda: stub.GetNode(pb.GetNodeRequest(name="nodes/a")),
         what="get",
@@ -106,3 +116,24 @@ async def test_retries_stop_at_the_deadline(
         )
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - start < 0.6 and 3 <= servicer.calls < 15
+
+
+async def test_a_call_the_client_cancels_is_not_retried(
+    flaky: tuple[FlakyResource, resource_service_pb2_grpc.ResourceServiceStub],
+) -> None:
+    """The client's own cancel surfaces as asyncio.CancelledError, never as the
+    CANCELLED status that is retried."""
+    servicer, stub = flaky
+    servicer.stalled = True
+    task = asyncio.create_task(
+        retry_call(
+            lambda: stub.GetNode(pb.GetNodeRequest()),
+            what="get",
+            backoff=Backoff(base=0.01, cap=0.02),
+        )
+    )
+    await asyncio.wait_for(servicer.called.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert servicer.calls == 1
