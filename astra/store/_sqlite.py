@@ -12,7 +12,16 @@ Durability: ``synchronous=NORMAL`` (the default) makes every commit a write to t
 before the store acknowledges it, which survives the process being killed at any
 instant; power loss may lose the last commits before a checkpoint, never consistency.
 ``synchronous=FULL`` also fsyncs each commit, surviving power loss at the cost of one
-fsync per commit. The file is opened with an exclusive lock: one store per file.
+fsync per commit. One store per file: the store holds an exclusive ``flock`` on a lock
+file beside it (``<file>-lock``) while open.
+
+Checkpoints (copying the WAL into the database file, with an fsync of each) are the
+costly part of writing: done inside a commit, as SQLite does by default, one stalls
+the event loop for tens of milliseconds every 16 MiB. Here a thread of its own
+(:class:`_Checkpointer`, with a second connection) copies the WAL while the store goes
+on committing; once it is nearly caught up, the writer's next commit finishes the copy
+(a few frames) and restarts the WAL from its start, so the WAL stays around 16 MiB of
+records. A writer that gets 64 MiB ahead of the copy waits for it.
 
 Format 1 (one row per key version) is converted to this one when opened.
 """
@@ -20,8 +29,12 @@ Format 1 (one row per key version) is converted to this one when opened.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
+import logging
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -31,6 +44,8 @@ import msgpack
 from astra.store._errors import StoreError, UnavailableError
 from astra.store._mvcc import Keyspace, Record, Row
 
+_log = logging.getLogger(__name__)
+
 Synchronous = Literal["NORMAL", "FULL"]
 
 _FORMAT = 2
@@ -39,6 +54,17 @@ _FORMAT = 2
 #: quarter of the writes that SQLite's default 4 KiB pages need; a revision of 64
 #: keys with small values fits one page.
 _PAGE_SIZE = 16384
+#: Bytes written since the last checkpoint after which the checkpointer starts one.
+_CHECKPOINT_BYTES = 16 << 20
+#: Bytes written since the last checkpoint after which the writer waits for the one
+#: under way (a checkpointer starved of CPU or disk must not let the WAL grow unbounded).
+_CHECKPOINT_LIMIT = 4 * _CHECKPOINT_BYTES
+#: WAL frames (pages) the checkpointer may leave for the writer's commit to copy.
+_CHECKPOINT_REMAINDER = 64
+#: Rounds the checkpointer runs, each copying what was committed during the one before,
+#: before it leaves the rest to the writer however much that is (so the WAL is bounded
+#: even when commits outpace the copying).
+_CHECKPOINT_ROUNDS = 8
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (revision INTEGER PRIMARY KEY, records BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
@@ -66,9 +92,14 @@ def _unpack(blob: bytes) -> Sequence[Record]:
 class Journal:
     """The SQLite file of one embedded store. Not thread-safe: one user at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: str, lock: int) -> None:
         self._db = connection
         self.path = path
+        #: Files to close after the connection: the lock, then the checkpointer's.
+        self._files = [lock]
+        self._checkpointer: _Checkpointer | None = None
+        #: Bytes written since the last checkpoint.
+        self._unchecked = 0
         #: How many records each row holds that compaction has not freed yet.
         self._live: dict[int, int] = {}
 
@@ -84,26 +115,34 @@ class Journal:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Used from the thread that loads it, then from the event loop's: never both at once.
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
-        try:
-            journal = cls(db, path)
+        with contextlib.ExitStack() as undo:
+            lock = _lock(path)
+            undo.callback(os.close, lock)
+            # Used from the thread that loads it, then from the event loop's: never both at once.
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+            undo.callback(db.close)
+            journal = cls(db, path, lock)
             journal._setup(synchronous)
-            return journal, journal._load()
-        except BaseException:
-            db.close()
-            raise
+            keyspace = journal._load()
+            # SQLite's POSIX locks on a file go when any descriptor of it is closed: this
+            # one is closed after the connections.
+            database = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            undo.callback(os.close, database)
+            journal._files.append(database)
+            with journal._errors("open"):
+                journal._checkpointer = _Checkpointer(path, synchronous, database)
+            undo.pop_all()
+        return journal, keyspace
 
     def _setup(self, synchronous: Synchronous) -> None:
         db = self._db
         with self._errors("open"):
             # Before the first table is created, which fixes the page size of the file.
             db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
-            # Before journal_mode, so that WAL keeps its index in memory, not in a -shm file.
-            db.execute("PRAGMA locking_mode = EXCLUSIVE")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {synchronous}")
-            db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
+            db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job
+            db.execute("BEGIN IMMEDIATE")
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version not in (0, 1, _FORMAT):
                 db.execute("ROLLBACK")
@@ -180,15 +219,15 @@ class Journal:
         """
         db = self._db
         live = {revision: len(records) for revision, records in revisions}
+        rows = [(revision, _pack(records)) for revision, records in revisions]
+        written = sum(len(blob) for _, blob in rows)
         with self._errors("write"):
             db.execute("BEGIN")
             try:
-                if revisions:
-                    db.executemany(
-                        _INSERT_ROW, [(revision, _pack(records)) for revision, records in revisions]
-                    )
+                if rows:
+                    db.executemany(_INSERT_ROW, rows)
                 if obsolete:
-                    self._free(obsolete, live)
+                    written += self._free(obsolete, live)
                 if compacted:
                     db.execute(_SET_COMPACTED, (compacted,))
                 if granted:
@@ -204,13 +243,34 @@ class Journal:
         for revision, count in live.items():
             if not count:
                 del self._live[revision]
+        self._checkpoint(written)
 
-    def _free(self, obsolete: Mapping[int, Sequence[str]], live: dict[int, int]) -> None:
+    def _checkpoint(self, written: int) -> None:
+        """Count ``written`` bytes; start a checkpoint once there are enough, and finish
+        the one the checkpointer has nearly done (the WAL then restarts from its start)."""
+        checkpointer = self._checkpointer
+        assert checkpointer is not None
+        self._unchecked += written
+        if checkpointer.running and self._unchecked >= _CHECKPOINT_LIMIT:
+            checkpointer.wait()
+        if checkpointer.caught_up:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error as exc:  # the WAL only grows until the next one
+                _log.warning("checkpoint of %s failed: %s", self.path, exc)
+            else:
+                self._unchecked = 0
+            checkpointer.finished()
+        elif not checkpointer.running and self._unchecked >= _CHECKPOINT_BYTES:
+            checkpointer.start()
+
+    def _free(self, obsolete: Mapping[int, Sequence[str]], live: dict[int, int]) -> int:
         """Delete the rows left with no record, rewrite those left with some, and note
-        how many each keeps in ``live``. A row is rewritten at most once per record it
-        holds; one whose keys all change again in one later revision is deleted whole,
-        without being read."""
+        how many each keeps in ``live``; returns the bytes rewritten. A row is rewritten
+        at most once per record it holds; one whose keys all change again in one later
+        revision is deleted whole, without being read."""
         gone = []
+        written = 0
         for revision, keys in obsolete.items():
             count = (live[revision] if revision in live else self._live[revision]) - len(keys)
             live[revision] = count
@@ -222,12 +282,21 @@ class Journal:
             kept = [record for record in _unpack(blob) if record[0] not in freed]
             if len(kept) != count:
                 raise StoreError(f"{self.path}: revision {revision} lacks records to free")
-            self._db.execute(_UPDATE_ROW, (revision, _pack(kept)))
+            blob = _pack(kept)
+            written += len(blob)
+            self._db.execute(_UPDATE_ROW, (revision, blob))
         if gone:
             self._db.executemany(_DELETE_ROW, gone)
+        return written
 
     def close(self) -> None:
+        """Stop the checkpointer, close the file (SQLite checkpoints it a last time and
+        removes the WAL), and release the lock."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._db.close()
+        for file in self._files:
+            os.close(file)
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -236,6 +305,96 @@ class Journal:
             yield
         except sqlite3.OperationalError as exc:
             raise UnavailableError(f"{self.path}: cannot {doing} the store file: {exc}") from exc
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file on a thread of its own, through a
+    connection of its own, while the writer goes on committing: a PASSIVE checkpoint
+    never blocks a writer, and SQLite lets other threads run while it copies.
+
+    The writer starts it (:meth:`start`). The thread then runs checkpoints, each
+    copying what was committed during the one before and syncing the database file
+    (``database``, a descriptor of it: SQLite syncs it only after a checkpoint that
+    found no new commit at its end), until one finds at most ``_CHECKPOINT_REMAINDER``
+    new frames (or ``_CHECKPOINT_ROUNDS`` ran); then it is :attr:`caught_up`. The
+    writer finishes between two commits (a RESTART checkpoint: the last frames, a sync
+    of what they changed, the WAL back to its start) and calls :meth:`finished`. One
+    checkpoint at a time; a writer ``_CHECKPOINT_LIMIT`` bytes ahead of it waits.
+    """
+
+    def __init__(self, path: str, synchronous: Synchronous, database: int) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA synchronous = {synchronous}")  # how checkpoints sync
+        self._database = database
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._closing = False
+        #: A checkpoint is under way, or waits for the writer to finish it.
+        self.running = False
+        self._thread = threading.Thread(
+            target=self._run, name="astra-store-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def caught_up(self) -> bool:
+        """The thread's part of the running checkpoint is done."""
+        return self._done.is_set()
+
+    def start(self) -> None:
+        self.running = True
+        self._wake.set()
+
+    def wait(self) -> None:
+        """Block until the thread's part of the running checkpoint is done."""
+        self._done.wait()
+
+    def finished(self) -> None:
+        self.running = False
+        self._done.clear()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            try:
+                self._copy()
+            except (sqlite3.Error, OSError):  # the writer's part copies what this one could not
+                _log.exception("background checkpoint failed")
+            self._done.set()
+
+    def _copy(self) -> None:
+        copied = 0
+        for _ in range(_CHECKPOINT_ROUNDS):
+            _, frames, _ = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            os.fdatasync(self._database)
+            if frames - copied <= _CHECKPOINT_REMAINDER:
+                return
+            copied = frames
+
+    def close(self) -> None:
+        """Wait for the checkpoint under way, if any, and stop; ``database`` stays open."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+        self._db.close()
+
+
+def _lock(path: str) -> int:
+    """An open lock file beside ``path``, exclusively locked (released when closed).
+
+    Raises:
+        UnavailableError: another store holds it.
+    """
+    lock = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise UnavailableError(f"{path}: the store file is locked by another store") from None
+    return lock
 
 
 __all__ = ["Journal", "Synchronous"]

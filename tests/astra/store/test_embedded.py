@@ -27,6 +27,7 @@ from astra.store import (
     Store,
     StoreError,
     UnavailableError,
+    _sqlite,
     open_store,
 )
 from astra.store._embedded import MIN_LEASE_TTL, EmbeddedStore
@@ -304,6 +305,28 @@ async def test_one_file_serves_one_store_at_a_time(path: str) -> None:
             await EmbeddedStore.open(path)
     async with await EmbeddedStore.open(path) as store:  # released on close
         assert await store.current_revision() == 1
+
+
+async def test_checkpoints_keep_the_wal_bounded_while_writes_go_on(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a checkpoint every 256 KiB and writers held at 1 MiB ahead of it, 32 MiB
+    of writes (transactions of 64 puts of 1 KiB, a scheduler's commit) go into the
+    database file while the store is open, the WAL stays a fraction of that (SQLite
+    writes whole pages), and every value is there after a reopen."""
+    monkeypatch.setattr(_sqlite, "_CHECKPOINT_BYTES", 256 << 10)
+    monkeypatch.setattr(_sqlite, "_CHECKPOINT_LIMIT", 1 << 20)
+    values = [os.urandom(1 << 10) for _ in range(64)]
+    txns = 512
+    async with await EmbeddedStore.open(path) as store:
+        for txn in range(txns):
+            await store.txn([], [Put(f"/k/{txn:03d}/{i:02d}", values[i]) for i in range(64)])
+        wal, database = os.path.getsize(f"{path}-wal"), os.path.getsize(path)
+    assert database > 24 << 20, "checkpoints copied the WAL into the database file"
+    assert wal < 4 << 20, f"a WAL of {wal} bytes after 32 MiB of writes"
+    async with await EmbeddedStore.open(path) as reopened:
+        kvs = (await reopened.range("/k/")).kvs
+        assert [kv.value for kv in kvs] == values * txns
 
 
 async def test_a_failed_commit_closes_the_store_and_leaks_nothing_unwritten(path: str) -> None:
