@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterable
 
 from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
+from astra._memory import release_free_memory
 from services.resource._convert import fill_node
-from services.resource._memory import release_free_memory
 from services.resource._pools import PoolKey
 from services.resource._registry import Registry
 from services.resource._view import ClusterView

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 
 from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
+from astra._memory import LongLived
 from astra.records import NodePhase
 from astra.server import Violations
 from services.resource._convert import PHASES, Usage
 from services.resource._detector import Clock, DeadlineWheel
-from services.resource._memory import LongLived
 from services.resource._validation import check_usage
 
 DRAINING = NodePhase.DRAINING.value

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
+from astra._memory import LongLived
 from astra.records import AllocRecord, NodePhase, NodeRecord, Quantity
 from astra.store import KeyValue
 from services.app.scheduling._codec import Amounts, unpack_replicas
@@ -173,6 +174,8 @@ class FleetView:
         self._by_zone: dict[tuple[str, str], Bag[NodeState]] = {}
         self._by_label: dict[tuple[str, str], Bag[NodeState]] = {}
         self._by_app: dict[str, Bag[NodeState]] = {}
+        #: Nodes live long: once there are many, the garbage collector leaves them be.
+        self._long_lived = LongLived()
 
     # -- nodes ---------------------------------------------------------------------
 
@@ -180,7 +183,7 @@ class FleetView:
         """Add or update a node from its record (phase, capacity, labels, zone...)."""
         node = self.nodes.get(record.node_id)
         if node is None:
-            node = self.nodes[record.node_id] = NodeState(record.node_id)
+            node = self._add(record.node_id)
         self._unindex(node)
         committed = (
             node.cpu - node.free_cpu - node.held_cpu,
@@ -196,6 +199,11 @@ class FleetView:
         node.cpu, node.memory, node.gpus = capacity.cpu_millis, capacity.memory_bytes, capacity.gpus
         _set_free(node, committed)
         self._index(node)
+
+    def _add(self, node_id: str) -> NodeState:
+        node = self.nodes[node_id] = NodeState(node_id)
+        self._long_lived.grew_to(len(self.nodes))
+        return node
 
     def remove_node(self, node_id: str) -> None:
         """Forget a node that left the fleet; its allocation is kept while it names replicas."""
@@ -250,7 +258,7 @@ class FleetView:
         if node is None:
             if not revision:
                 return False
-            node = self.nodes[node_id] = NodeState(node_id)
+            node = self._add(node_id)
         if observed < node.seen_revision:
             return False
         node.seen_revision = observed

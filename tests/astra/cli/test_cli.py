@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -163,7 +164,12 @@ async def test_components_start_in_order_and_stop_in_reverse_even_after_a_failur
     runtime = Runtime(settings)
     stop = asyncio.Event()
     stop.set()
-    await run_components(runtime, [component("a"), component("b")], stop)
+    gc.unfreeze()
+    try:
+        await run_components(runtime, [component("a"), component("b")], stop)
+        assert gc.get_freeze_count() > 0, "once up, what lives as long as the process is frozen"
+    finally:
+        gc.unfreeze()
     assert events == ["start a", "start b", "stop b", "stop a"]
     events.clear()
     with pytest.raises(RuntimeError, match="c cannot start"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 
@@ -211,3 +212,14 @@ def test_a_commit_given_its_changes_summarises_the_node_as_a_full_count_does(
     )
     views[1].commit_alloc(record, record.to_bytes(), revision=7)
     assert _summary(views[0]) == _summary(views[1])
+
+
+def test_a_view_of_many_nodes_keeps_them_out_of_the_collectors_scans() -> None:
+    gc.unfreeze()
+    try:
+        view = FleetView()
+        for index in range(10_000):
+            view.apply_node(node_record(f"n{index}"))
+        assert gc.get_freeze_count() > 0, "10,000 nodes are frozen"
+    finally:
+        gc.unfreeze()

@@ -31,13 +31,29 @@ def release_free_memory() -> None:
         trim(0)
 
 
+def freeze_long_lived() -> None:
+    """Move every object alive now into the garbage collector's permanent generation,
+    which its collections skip; call it once a process has started (modules, classes,
+    servers and stores live as long as it does).
+
+    Full collections walk every tracked object they find: in a started service that is
+    some 50,000 objects of the libraries alone, walked every time the young objects
+    that outlived two collections (those of in-flight calls) add up to a quarter of
+    them, a few times a second under load (14 ms a time on the store benchmark's busy
+    core). Garbage is collected first, so none is kept; frozen objects are still freed
+    by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class LongLived:
-    """Keeps a growing population of long-lived objects (the members) out of the cyclic
-    garbage collector's scans.
+    """Keeps a growing population of long-lived objects (the Resource service's members,
+    an App scheduler's nodes) out of the cyclic garbage collector's scans.
 
     A full collection walks every tracked object; at 100k members that is a pause of
     tens of milliseconds on an idle core and of several hundred on a loaded one, long
-    enough to delay heartbeats and failure detection. Each time the population has grown
+    enough to delay heartbeats and failure detection, or every commit of a scheduler. Each time the population has grown
     by a quarter (from ``start``), :func:`gc.freeze` moves every object alive into the
     permanent generation, which collections skip; it costs O(1) after a collection of the
     young generations (milliseconds), so little pending garbage is frozen with them.

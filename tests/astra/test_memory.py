@@ -1,0 +1,54 @@
+"""Long-lived objects kept out of the garbage collector's scans."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from astra._memory import LongLived, freeze_long_lived
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Whatever a test freezes goes back to the collector after it."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_a_population_is_frozen_from_its_start_each_time_it_grows_by_a_quarter(
+    unfrozen: None,
+) -> None:
+    long_lived = LongLived(start=100)
+    long_lived.grew_to(99)
+    assert long_lived.freezes == 0 and gc.get_freeze_count() == 0
+    long_lived.grew_to(100)
+    assert long_lived.freezes == 1 and gc.get_freeze_count() > 0
+    long_lived.grew_to(124)
+    assert long_lived.freezes == 1
+    long_lived.grew_to(125)
+    assert long_lived.freezes == 2
+
+
+class _Cycle:
+    """An object that refers to itself: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.itself = self
+
+
+def test_objects_alive_at_a_freeze_are_left_out_of_collections(unfrozen: None) -> None:
+    alive = _Cycle()
+    frozen = weakref.ref(alive)
+    freeze_long_lived()
+    later = _Cycle()
+    collected = weakref.ref(later)
+    del alive, later
+    gc.collect()
+    assert frozen() is not None and collected() is None
+    gc.unfreeze()
+    gc.collect()
+    assert frozen() is None
