@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from astra import keys
-from astra._memory import freeze_long_lived
+from astra._memory import long_lived_frozen
 from astra.records import AllocRecord, NodeRecord, Quantity
 from astra.store import MAX_TXN_OPS, Compare, Get, Put, RangeResult, Store, open_store
 from astra.testing import EtcdProcess, running
@@ -240,7 +240,7 @@ async def schedule(
         views = [FleetView() for _ in range(workload.views)]
         for view in views:
             await stack.enter_async_context(StoreFeed(store, view))
-        freeze_long_lived()  # the fleet's objects live for the whole run
+        stack.enter_context(long_lived_frozen())  # the fleet's objects live for the whole run
         gc.set_threshold(50_000, 50, 1000)  # and collect the young ones in larger steps
         queue = WorkQueue()
         for app in apps:

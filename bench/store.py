@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from astra._memory import freeze_long_lived
+from astra._memory import long_lived_frozen
 from astra.store import Compare, Get, Put, RangeResult, Store, open_store
 from astra.testing import EtcdProcess, running
 
@@ -181,8 +181,8 @@ async def run(backends: list[str], timing: Timing) -> dict[str, dict[str, float]
                 name: await opened.enter_async_context(open_backend(name, etcd, workdir))
                 for name in backends
             }
-            freeze_long_lived()  # started, as a service freezes once it serves
-            return await bench(stores, timing)
+            with long_lived_frozen():  # started, as a service once it serves
+                return await bench(stores, timing)
 
 
 def main(argv: list[str] | None = None) -> None:

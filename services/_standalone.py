@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from astra import telemetry
-from astra._memory import freeze_long_lived
+from astra._memory import long_lived_frozen
 from astra.config import Settings
 from astra.server import Server
 from astra.store import Store, open_store
@@ -53,8 +53,8 @@ async def serve_standalone(
     try:
         async with service, server:
             _log.info("%s serving on %s", describe(service), server.address)
-            freeze_long_lived()
-            await stop.wait()
+            with long_lived_frozen():
+                await stop.wait()
     finally:
         await store.close()
         telemetry.shutdown()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from astra import telemetry
-from astra._memory import freeze_long_lived
+from astra._memory import long_lived_frozen
 from astra.config import Settings
 from astra.errors import ConfigError
 from astra.server import Server
@@ -129,8 +129,8 @@ async def run_components(
                 entering.result()
             else:
                 _log.info("AstraRay is up; Ctrl-C or SIGTERM stops it")
-                freeze_long_lived()
-                await stopping
+                with long_lived_frozen():
+                    await stopping
         finally:
             stopping.cancel()
         _log.info("shutting down")

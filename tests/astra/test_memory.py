@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from astra._memory import LongLived, freeze_long_lived
+from astra._memory import LongLived, long_lived_frozen
 
 
 @pytest.fixture
@@ -40,15 +40,17 @@ class _Cycle:
         self.itself = self
 
 
-def test_objects_alive_at_a_freeze_are_left_out_of_collections(unfrozen: None) -> None:
+def test_objects_alive_at_a_freeze_are_left_out_of_collections_until_its_end(
+    unfrozen: None,
+) -> None:
     alive = _Cycle()
     frozen = weakref.ref(alive)
-    freeze_long_lived()
-    later = _Cycle()
-    collected = weakref.ref(later)
-    del alive, later
-    gc.collect()
-    assert frozen() is not None and collected() is None
-    gc.unfreeze()
+    with long_lived_frozen():
+        later = _Cycle()
+        collected = weakref.ref(later)
+        del alive, later
+        gc.collect()
+        assert frozen() is not None and collected() is None
+    assert gc.get_freeze_count() == 0
     gc.collect()
     assert frozen() is None

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from astra.cli import Runtime, main, run_components
 from astra.config import Settings
 from astra.testing import free_port
+from tests.node_agent.waiting import eventually
 
 ROOT = Path(__file__).parents[3]
 
@@ -163,13 +164,16 @@ async def test_components_start_in_order_and_stop_in_reverse_even_after_a_failur
     settings = Settings.load(overrides={"store_url": "memory://", "api_address": "127.0.0.1:0"})
     runtime = Runtime(settings)
     stop = asyncio.Event()
-    stop.set()
+
+    async def stop_once_frozen() -> None:
+        await eventually(lambda: gc.get_freeze_count() > 0, what="once up, the process frozen")
+        stop.set()
+
     gc.unfreeze()
-    try:
-        await run_components(runtime, [component("a"), component("b")], stop)
-        assert gc.get_freeze_count() > 0, "once up, what lives as long as the process is frozen"
-    finally:
-        gc.unfreeze()
+    stopper = asyncio.create_task(stop_once_frozen())
+    await run_components(runtime, [component("a"), component("b")], stop)
+    await stopper
+    assert gc.get_freeze_count() == 0, "given back to the collector once stopping"
     assert events == ["start a", "start b", "stop b", "stop a"]
     events.clear()
     with pytest.raises(RuntimeError, match="c cannot start"):
