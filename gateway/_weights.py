@@ -6,7 +6,7 @@ The effective weight of endpoint *i* of a route is::
 
 - ``base_i``: the Scheduler's weight (capacity and hardware); a missing one (<= 0) is 1.
 - ``observed_i``, what the gateway sees: Finagle's peak-EWMA cost made relative,
-  ``clamp(mean_cost / cost_i, 1/max_factor, max_factor)`` with
+  ``clamp(sqrt(mean_cost / cost_i), 1/max_factor, max_factor)`` with
   ``cost_i = latency_i * (1 + inflight_i / b_i) * (1 + error_penalty * errors_i)``, where
   ``latency_i`` is an EWMA (time constant ``latency_decay``) of the mean latency of
   each interval's requests, ``inflight_i`` the endpoint's requests in flight (the mean
@@ -14,7 +14,12 @@ The effective weight of endpoint *i* of a route is::
   shows there before any latency does), ``b_i`` its base weight over the route's mean
   base weight (a bigger replica is expected to hold more), ``errors_i`` an EWMA of its
   failure ratio. ``mean_cost`` is the geometric mean over the endpoints with samples;
-  one without is 1.
+  one without is 1. The square root: once requests queue at the replicas, latency
+  grows with the requests in flight too (Little's law), so the cost grows as their
+  square; a factor of the cost itself moved each interval's weights twice as far as
+  the imbalance it answered, and identical replicas took turns at being swamped and
+  idle (a third of their throughput lost under a 20 ms service time). Its square root
+  answers in proportion.
 - ``reported_i``, what the replica reports, as gRPC's weighted_round_robin reads ORCA
   reports: ``capacity_i = rps / (utilization + eps / rps * error_penalty)`` per unit of
   base weight, relative to their geometric mean: ``clamp(capacity_i / mean_capacity,
@@ -126,12 +131,14 @@ def effective_weights(policy: WeightPolicy, route: Sequence[Signals]) -> list[fl
     bases = [signals.base if signals.base > 0 else 1.0 for signals in route]
     mean_base = sum(bases) / len(bases) if bases else 1.0
     relative = [base / mean_base for base in bases]
-    costs = [
+    costs = [  # square roots of the costs: see the module's documentation
         None
         if signals.latency is None
-        else signals.latency
-        * (1.0 + signals.in_flight / share)
-        * (1.0 + policy.error_penalty * signals.errors)
+        else math.sqrt(
+            signals.latency
+            * (1.0 + signals.in_flight / share)
+            * (1.0 + policy.error_penalty * signals.errors)
+        )
         for signals, share in zip(route, relative, strict=True)
     ]
     capacities = [
