@@ -83,6 +83,8 @@ _DELETE_LEASE = "DELETE FROM lease WHERE id = ?"
 _SELECT_FORMAT_1 = "SELECT id >> 24, key, value, create_rev, version, lease FROM kv ORDER BY id"
 
 _pack = msgpack.Packer(use_bin_type=True).pack
+#: Flushes a file's data to the disk (macOS has no fdatasync).
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _unpack(blob: bytes) -> Sequence[Record]:
@@ -369,7 +371,7 @@ class _Checkpointer:
         copied = 0
         for _ in range(_CHECKPOINT_ROUNDS):
             _, frames, _ = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            os.fdatasync(self._database)
+            _sync_data(self._database)
             if frames - copied <= _CHECKPOINT_REMAINDER:
                 return
             copied = frames
