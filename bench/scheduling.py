@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import multiprocessing
 import random
 import resource
@@ -51,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from astra import keys
-from astra._memory import long_lived_frozen
+from astra._memory import gc_for_serving
 from astra.records import AllocRecord, NodeRecord, Quantity
 from astra.store import MAX_TXN_OPS, Compare, Get, Put, RangeResult, Store, open_store
 from astra.testing import EtcdProcess, running
@@ -240,8 +239,7 @@ async def schedule(
         views = [FleetView() for _ in range(workload.views)]
         for view in views:
             await stack.enter_async_context(StoreFeed(store, view))
-        stack.enter_context(long_lived_frozen())  # the fleet's objects live for the whole run
-        gc.set_threshold(50_000, 50, 1000)  # and collect the young ones in larger steps
+        stack.enter_context(gc_for_serving())  # as an App service's once it serves
         queue = WorkQueue()
         for app in apps:
             queue.add(app.app_id)

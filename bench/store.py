@@ -12,8 +12,8 @@ One run starts its own etcd (and a SQLite file in a temp dir) and measures, with
   transactions/s and key updates/s. Clients own disjoint keys, so every
   transaction should succeed; only successful ones count.
 
-The process is set up as a service is once it serves: the objects alive after the
-stores open are frozen out of the garbage collector's scans (``astra._memory``).
+The process's garbage collector is set as a service's once it serves, from when the
+stores are open (``astra._memory.gc_for_serving``).
 Each cell warms up, then runs three timed rounds; the table shows the median rate
 and the embedded/etcd ratio. The backends take turns, round by round, so that both see
 the same load on a shared machine (the ratio is the number that counts). ``--tiny`` runs each cell for a fraction of a second
@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from astra._memory import long_lived_frozen
+from astra._memory import gc_for_serving
 from astra.store import Compare, Get, Put, RangeResult, Store, open_store
 from astra.testing import EtcdProcess, running
 
@@ -181,7 +181,7 @@ async def run(backends: list[str], timing: Timing) -> dict[str, dict[str, float]
                 name: await opened.enter_async_context(open_backend(name, etcd, workdir))
                 for name in backends
             }
-            with long_lived_frozen():  # started, as a service once it serves
+            with gc_for_serving():  # started, as a service once it serves
                 return await bench(stores, timing)
 
 

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from astra import telemetry
-from astra._memory import long_lived_frozen
+from astra._memory import gc_for_serving
 from astra.config import Settings
 from astra.server import Server
 from astra.store import Store, open_store
@@ -53,7 +53,7 @@ async def serve_standalone(
     try:
         async with service, server:
             _log.info("%s serving on %s", describe(service), server.address)
-            with long_lived_frozen():
+            with gc_for_serving():
                 await stop.wait()
     finally:
         await store.close()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from astra import telemetry
-from astra._memory import long_lived_frozen
+from astra._memory import gc_for_serving
 from astra.config import Settings
 from astra.errors import ConfigError
 from astra.server import Server
@@ -129,7 +129,7 @@ async def run_components(
                 entering.result()
             else:
                 _log.info("AstraRay is up; Ctrl-C or SIGTERM stops it")
-                with long_lived_frozen():
+                with gc_for_serving():
                     await stopping
         finally:
             stopping.cancel()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from astra._memory import LongLived, long_lived_frozen
+from astra._memory import YOUNG_THRESHOLD, LongLived, gc_for_serving
 
 
 @pytest.fixture
@@ -40,12 +40,12 @@ class _Cycle:
         self.itself = self
 
 
-def test_objects_alive_at_a_freeze_are_left_out_of_collections_until_its_end(
+def test_while_serving_objects_alive_at_entry_are_left_out_of_collections(
     unfrozen: None,
 ) -> None:
     alive = _Cycle()
     frozen = weakref.ref(alive)
-    with long_lived_frozen():
+    with gc_for_serving():
         later = _Cycle()
         collected = weakref.ref(later)
         del alive, later
@@ -54,3 +54,10 @@ def test_objects_alive_at_a_freeze_are_left_out_of_collections_until_its_end(
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert frozen() is None
+
+
+def test_while_serving_the_young_are_collected_in_larger_steps() -> None:
+    before = gc.get_threshold()
+    with gc_for_serving():
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before

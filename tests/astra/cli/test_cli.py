@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from astra._memory import YOUNG_THRESHOLD
 from astra.cli import Runtime, main, run_components
 from astra.config import Settings
 from astra.testing import free_port
@@ -167,13 +168,16 @@ async def test_components_start_in_order_and_stop_in_reverse_even_after_a_failur
 
     async def stop_once_frozen() -> None:
         await eventually(lambda: gc.get_freeze_count() > 0, what="once up, the process frozen")
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
         stop.set()
 
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     stopper = asyncio.create_task(stop_once_frozen())
     await run_components(runtime, [component("a"), component("b")], stop)
     await stopper
     assert gc.get_freeze_count() == 0, "given back to the collector once stopping"
+    assert gc.get_threshold() == thresholds
     assert events == ["start a", "start b", "stop b", "stop a"]
     events.clear()
     with pytest.raises(RuntimeError, match="c cannot start"):
