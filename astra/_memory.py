@@ -75,10 +75,11 @@ class LongLived:
 
     A full collection walks every tracked object; at 100k members that is a pause of
     tens of milliseconds on an idle core and of several hundred on a loaded one, long
-    enough to delay heartbeats and failure detection, or every commit of a scheduler. Each time the population has grown
-    by a quarter (from ``start``), :func:`gc.freeze` moves every object alive into the
-    permanent generation, which collections skip; it costs O(1) after a collection of the
-    young generations (milliseconds), so little pending garbage is frozen with them.
+    enough to delay heartbeats and failure detection, or a scheduler's commits. Each
+    time the population has grown by a quarter (from ``start``), :func:`gc.freeze`
+    moves every object alive into the permanent generation, which collections skip; it
+    costs O(1) after a collection of the young generations (milliseconds), so little
+    pending garbage is frozen with them.
     Freezes happen O(log n) times as the fleet grows, none below ``start`` members (a
     small heap is quick to scan); a cycle that is garbage at the instant of a freeze is
     kept, so the cost is bounded by that many moments' worth of old pending garbage.

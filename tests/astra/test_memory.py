@@ -1,4 +1,4 @@
-"""Long-lived objects kept out of the garbage collector's scans."""
+"""The garbage collector kept off long-lived objects, and set for a serving process."""
 
 from __future__ import annotations
 
