@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# AstraRay's image: the four services (`python -m services.<name>`), the node agent with
+# AstraRay's image: the four services (`astra serve <name>`), the node agent with
 # Ray (`astra agent`), the gateway (`astra gateway`), `astra up` and the operator CLI.
 # The C++ routing core is compiled in the build stage; the image keeps the virtualenv.
 ARG PYTHON_VERSION=3.11

@@ -107,7 +107,9 @@ def resource_process(store_url: str, profile: Profile) -> Iterator[tuple[str, ps
     command = [
         sys.executable,
         "-m",
-        "services.resource",
+        "programs.cli",
+        "serve",
+        "resource",
         "--store-url",
         store_url,
         "--api-address",

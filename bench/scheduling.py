@@ -49,12 +49,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from astra import keys
-from astra._memory import gc_for_serving
+from astra import gc_for_serving, keys
 from astra.records import AllocRecord, NodeRecord, Quantity
 from astra.store import MAX_TXN_OPS, Compare, Get, Put, RangeResult, Store, open_store
 from astra.testing import EtcdProcess, running
-from services.app.scheduling import (
+from scheduling import (
     AppScheduler,
     AppSpec,
     CommitStats,

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from astra._memory import gc_for_serving
+from astra import gc_for_serving
 from astra.store import Compare, Get, Put, RangeResult, Store, open_store
 from astra.testing import EtcdProcess, running
 

@@ -7,10 +7,8 @@ import signal
 
 import click
 
-from astra import server, telemetry
-from astra._log import configure_logging
-from astra.cli._options import settings_options
-from astra.config import Settings
+from astra import configure_logging, server, telemetry
+from astra.config import Settings, settings_options
 from gateway._broker import BrokerOptions
 from gateway._gateway import Gateway
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
+from astra.runtime import Runtime
 from gateway._broker import BrokerOptions
 from gateway._gateway import Gateway
-
-if TYPE_CHECKING:
-    from astra.cli import Runtime
 
 
 @contextlib.asynccontextmanager

@@ -15,10 +15,10 @@ import time
 
 import grpc
 
+from astra.rpc import Backoff
 from gateway._endpoints import Endpoint
 from gateway._weights import WeightPolicy
 from gateway._wire import FIXED64, encode_varint, fields
-from node_agent import Backoff
 
 _log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import grpc
 
 from astra._gen.astra.v1 import scheduler_service_pb2 as ss
 from astra._gen.astra.v1 import scheduler_service_pb2_grpc as ss_grpc
-from node_agent import Backoff, open_channel
+from astra.rpc import Backoff, open_channel
 
 _log = logging.getLogger(__name__)
 

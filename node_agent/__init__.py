@@ -5,6 +5,7 @@ it and hands them to a :class:`ReplicaRuntime`, and leaves gracefully on SIGTERM
 
 from node_agent._agent import LEAVE_TIMEOUT, NodeAgent
 from node_agent._assignments import Assignments
+from node_agent._cli import agent as agent_command
 from node_agent._config import AgentConfig
 from node_agent._heartbeat import heartbeat_stream
 from node_agent._membership import Membership, RegistrationError
@@ -20,16 +21,13 @@ from node_agent._probe import (
     read_usage,
 )
 from node_agent._reporter import StatusReporter
-from node_agent._retry import TRANSIENT, Backoff, open_channel, retry_call
 from node_agent._runtime import ReplicaRuntime, ReportStatus, RuntimeFactory, load_runtime_factory
 
 __all__ = [
     "LEAVE_TIMEOUT",
     "NVIDIA_SMI_QUERY",
-    "TRANSIENT",
     "AgentConfig",
     "Assignments",
-    "Backoff",
     "Gpu",
     "Machine",
     "Membership",
@@ -40,13 +38,12 @@ __all__ = [
     "RuntimeFactory",
     "StatusReporter",
     "address_towards",
+    "agent_command",
     "find_gpus",
     "heartbeat_stream",
     "load_runtime_factory",
-    "open_channel",
     "parse_nvidia_smi",
     "prestop",
     "probe_machine",
     "read_usage",
-    "retry_call",
 ]

@@ -1,8 +1,5 @@
-"""``python -m node_agent``: the same as ``astra agent`` (whose group registers the
-command, so it is entered through it)."""
+"""``python -m node_agent``: the same as ``astra agent``."""
 
-import sys
+from node_agent._cli import agent
 
-from astra.cli import main
-
-main(["agent", *sys.argv[1:]], prog_name="astra")
+agent(prog_name="python -m node_agent")

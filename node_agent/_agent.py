@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 
 from astra._gen.astra.v1 import node_pb2
+from astra.rpc import Backoff, open_channel
 from astra.server import Tasks
 from node_agent._assignments import Assignments
 from node_agent._config import AgentConfig
 from node_agent._membership import Membership
 from node_agent._probe import Machine, probe_machine, read_usage
 from node_agent._reporter import StatusReporter
-from node_agent._retry import Backoff, open_channel
 from node_agent._runtime import RuntimeFactory
 
 _log = logging.getLogger(__name__)

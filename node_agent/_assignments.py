@@ -9,9 +9,9 @@ from collections.abc import Iterable
 import grpc
 
 from astra._gen.astra.v1 import node_service_pb2, node_service_pb2_grpc, replica_pb2
+from astra.rpc import TRANSIENT, Backoff
 from node_agent._config import AgentConfig
 from node_agent._reporter import StatusReporter
-from node_agent._retry import TRANSIENT, Backoff
 from node_agent._runtime import ReplicaRuntime
 
 _log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """``astra agent`` (run the node agent) and ``astra agent prestop`` (make it leave).
 
-The ``astra`` group (:mod:`astra.cli`) registers these commands: enter through it
-(``astra agent``, ``python -m node_agent``), not by importing this module first.
+The ``astra`` group registers :data:`agent` as ``astra agent``; ``python -m node_agent``
+runs it alone.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import socket
 import click
 import grpc
 
-from astra import server, telemetry
-from astra._log import configure_logging
-from astra.cli._options import settings_options
-from astra.config import OtelSettings, Settings
+from astra import configure_logging, server, telemetry
+from astra.config import OtelSettings, Settings, settings_options
 from node_agent._agent import LEAVE_TIMEOUT, NodeAgent
 from node_agent._config import AgentConfig
 from node_agent._membership import RegistrationError

@@ -14,10 +14,10 @@ from astra._gen.astra.v1 import (
     resource_service_pb2,
     resource_service_pb2_grpc,
 )
+from astra.rpc import Backoff, open_channel, retry_call
 from node_agent._config import AgentConfig
 from node_agent._heartbeat import heartbeat_stream
 from node_agent._probe import Machine
-from node_agent._retry import Backoff, open_channel, retry_call
 
 _log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import grpc
 
 from astra import telemetry
 from astra._gen.astra.v1 import resource_service_pb2, resource_service_pb2_grpc
-from node_agent._retry import TRANSIENT, Backoff, retry_call
+from astra.rpc import TRANSIENT, Backoff, retry_call
 
 #: How often the node is looked up while its agent drains.
 _POLL = 0.2

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable
 import grpc
 
 from astra._gen.astra.v1 import node_service_pb2, node_service_pb2_grpc, replica_pb2
+from astra.rpc import Backoff, retry_call
 from node_agent._config import AgentConfig
-from node_agent._retry import Backoff, retry_call
 
 _log = logging.getLogger(__name__)
 

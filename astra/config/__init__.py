@@ -4,9 +4,11 @@
 
 Precedence, highest first: CLI flags (``overrides``), ``ASTRA_*`` environment variables,
 the TOML file named by ``--config`` or ``ASTRA_CONFIG``, defaults. An invalid value raises
-:class:`astra.errors.ConfigError` naming the setting.
+:class:`astra.errors.ConfigError` naming the setting. :func:`settings_options` gives a click
+command a flag per setting and hands it the resolved :class:`Settings`.
 """
 
+from astra.config._options import settings_options
 from astra.config._settings import (
     BrokerSettings,
     OtelSettings,
@@ -16,4 +18,12 @@ from astra.config._settings import (
     setting_fields,
 )
 
-__all__ = ["BrokerSettings", "OtelSettings", "Settings", "env_name", "flag_name", "setting_fields"]
+__all__ = [
+    "BrokerSettings",
+    "OtelSettings",
+    "Settings",
+    "env_name",
+    "flag_name",
+    "setting_fields",
+    "settings_options",
+]

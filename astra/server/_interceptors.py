@@ -184,21 +184,26 @@ class TelemetryInterceptor(WrappingInterceptor):
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         service, _, name = method.lstrip("/").partition("/")
         attributes: dict[str, str | int] = {
-            "rpc.system": "grpc", "rpc.service": service, "rpc.method": name
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": name,
         }
         carrier = {
             item.key: item.value
             for item in context.invocation_metadata() or ()
             if isinstance(item.value, str)
         }
-        with telemetry.tracer("astra.server").start_as_current_span(
-            method.lstrip("/"),
-            context=propagate.extract(carrier),
-            kind=trace.SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span, observed(context, functools.partial(self._record, span, attributes, context)):
+        with (
+            telemetry.tracer("astra.server").start_as_current_span(
+                method.lstrip("/"),
+                context=propagate.extract(carrier),
+                kind=trace.SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+            observed(context, functools.partial(self._record, span, attributes, context)),
+        ):
             yield
 
     def _record(

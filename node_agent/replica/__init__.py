@@ -10,6 +10,7 @@ driver run as ``python -m node_agent.replica``) wraps it; the agent's runtime st
 those.
 """
 
+from astra.inference import DTYPES, TensorDataError, TensorSpec
 from node_agent.replica._cache import ModelCache
 from node_agent.replica._errors import ChecksumError, FetchError, ModelError, ModelLoadError
 from node_agent.replica._fetch import HttpFetcher, LocalFetcher, ModelFetcher, default_fetchers
@@ -37,7 +38,6 @@ from node_agent.replica._puller import Puller
 from node_agent.replica._server import DEFAULT_VERSION, ReplicaServer, Serving
 from node_agent.replica._servicer import SERVER_NAME, Gate, InferenceFailed, InferenceServicer
 from node_agent.replica._settings import ReplicaSettings
-from node_agent.replica._tensors import DTYPES, TensorDataError, TensorSpec
 
 __all__ = [
     "CPU",

@@ -11,10 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
-from astra.server import Violations
-from node_agent.replica._errors import ModelLoadError
-from node_agent.replica._providers import ProviderPlan
-from node_agent.replica._tensors import (
+from astra.inference import (
     ONNX_DATATYPES,
     TensorDataError,
     TensorSpec,
@@ -23,6 +20,9 @@ from node_agent.replica._tensors import (
     encode_raw,
     encode_typed,
 )
+from astra.server import Violations
+from node_agent.replica._errors import ModelLoadError
+from node_agent.replica._providers import ProviderPlan
 
 #: The ``platform`` reported in model metadata (Triton's name for ONNX Runtime).
 PLATFORM = "onnxruntime_onnx"

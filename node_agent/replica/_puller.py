@@ -34,8 +34,8 @@ from astra import telemetry
 from astra._gen.astra.v1 import async_inference_service_pb2 as apb
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra.broker import FAILED, RUNNING, SUCCEEDED, Consumer, Delivery, now_ms, timestamp
+from astra.rpc import Backoff
 from astra.server import Tasks, status_for
-from node_agent._retry import Backoff
 from node_agent.replica._servicer import InferenceFailed, InferenceServicer
 
 _log = logging.getLogger(__name__)

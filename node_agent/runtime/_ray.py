@@ -23,9 +23,9 @@ from typing import Any
 from astra import telemetry
 from astra._gen.astra.v1 import node_service_pb2, replica_pb2
 from astra.config import Settings
+from astra.rpc import Backoff
 from astra.server import Tasks
 from node_agent._probe import address_towards, find_gpus
-from node_agent._retry import Backoff
 from node_agent._runtime import ReportStatus
 from node_agent.replica._protocol import DRAINED, EXIT_FAILED, FAILED, READY, HostConfig
 from node_agent.replica._settings import ReplicaSettings

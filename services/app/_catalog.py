@@ -16,9 +16,9 @@ import bisect
 from collections.abc import Callable
 
 from astra import keys
+from astra.coordination import Follower
 from astra.records import AppRecord
 from astra.store import KeyValue, Store
-from services.app._follow import Follower
 
 
 class Catalog:

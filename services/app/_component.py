@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
-from astra.server import Server
+from astra.runtime import Runtime, api_address
 from services.app._service import AppService
-
-if TYPE_CHECKING:
-    from astra.cli import Runtime
-
-
-async def api_address(server: Server, *, poll: float = 0.05) -> str:
-    """The address ``server`` listens on, once it has started (components start their
-    work before the API server listens, and its port may be chosen at start)."""
-    while True:
-        try:
-            return server.address
-        except RuntimeError:
-            await asyncio.sleep(poll)
 
 
 @contextlib.asynccontextmanager

@@ -14,9 +14,9 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from astra._gen.astra.v1 import app_pb2, common_pb2
+from astra.names import DEFAULT_VERSION, app_id_of, app_name
 from astra.records import AppRecord, Quantity
-from services.app._names import DEFAULT_VERSION, app_id_of, app_name
-from services.app.scheduling import DEFAULT_WATERMARK, AppSpec, Strategy
+from scheduling import DEFAULT_WATERMARK, AppSpec, Strategy
 
 _STRATEGY_PREFIX = "PLACEMENT_STRATEGY_"
 _FORMAT_PREFIX = "MODEL_FORMAT_"

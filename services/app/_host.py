@@ -30,26 +30,26 @@ import time
 from collections.abc import Iterable
 
 from astra import keys, telemetry
+from astra.coordination import Follower, Ownership
 from astra.records import AppRecord, NodeRecord, Quantity, ReplicaRecord
 from astra.server import Tasks
 from astra.store import KeyValue, Store, UnavailableError
-from services.app._catalog import Catalog
-from services.app._cluster import ClusterFeed, ResourceTarget
-from services.app._convert import to_spec
-from services.app._follow import Follower
-from services.app._heads import link_workers
-from services.app._ownership import Ownership
-from services.app._repository import AppRepository
-from services.app._status import status_of
-from services.app.scheduling import (
+from scheduling import (
     AppScheduler,
     AppSpec,
+    ClusterFeed,
     FleetView,
     Planner,
     ReconcileResult,
+    ResourceTarget,
     StoreFeed,
     WorkQueue,
 )
+from services.app._catalog import Catalog
+from services.app._convert import to_spec
+from services.app._heads import link_workers
+from services.app._repository import AppRepository
+from services.app._status import status_of
 
 _log = logging.getLogger(__name__)
 

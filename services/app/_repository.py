@@ -18,11 +18,11 @@ from collections.abc import Callable
 from astra import keys
 from astra._gen.astra.v1 import app_pb2
 from astra.errors import AlreadyExistsError, ConflictError, FailedPreconditionError, NotFoundError
+from astra.names import app_name
 from astra.records import AppRecord
 from astra.server import Violations
 from astra.store import Compare, Delete, Get, KeyValue, Put, RangeResult, Store
 from services.app._convert import apply_spec, etag, spec_of, to_app
-from services.app._names import app_name
 from services.app._status import AppStatus, apply_status
 from services.app._validation import check_spec, derived_replicas, merge
 

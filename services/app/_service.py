@@ -18,17 +18,17 @@ from typing import Any, Self
 from astra import keys
 from astra._gen.astra.v1 import app_service_pb2 as aps
 from astra._gen.astra.v1 import app_service_pb2_grpc as aps_grpc
+from astra.coordination import Ownership
 from astra.errors import NotFoundError
+from astra.names import app_name
 from astra.records import AppRecord, ReplicaRecord
 from astra.server import Server, Tasks
 from astra.store import EventType, Get, RangeResult, Store
+from scheduling import ResourceTarget
 from services.app import _validation as checks
 from services.app._catalog import Catalog
-from services.app._cluster import ResourceTarget
 from services.app._convert import to_app
 from services.app._host import SchedulerHost
-from services.app._names import app_name
-from services.app._ownership import Ownership
 from services.app._pages import decode_token, encode_token, page_size
 from services.app._repository import AppRepository
 from services.node._convert import replica_to_proto

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from astra.records import AppRecord, ReplicaPhase, ReplicaRecord
-from services.app.scheduling import AppSpec, ReconcileResult
+from scheduling import AppSpec, ReconcileResult
 
 PLACED = "Placed"
 READY = "Ready"

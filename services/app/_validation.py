@@ -13,8 +13,7 @@ import re
 from google.protobuf import field_mask_pb2
 
 from astra._gen.astra.v1 import app_pb2, app_service_pb2
-from astra.server import Violations
-from services.app._names import (
+from astra.names import (
     DEFAULT_VERSION,
     app_id_of,
     app_name,
@@ -22,6 +21,7 @@ from services.app._names import (
     is_model_name,
     is_model_version,
 )
+from astra.server import Violations
 
 MAX_REPLICAS = 100_000
 MAX_CLUSTERS = 10_000

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
+from astra.runtime import Runtime
 from services.node._servicer import NodeService
-
-if TYPE_CHECKING:
-    from astra.cli import Runtime
 
 
 @contextlib.asynccontextmanager

@@ -10,9 +10,10 @@ WatchCluster get a snapshot, then coalesced deltas per tick with per-pool summar
 >>> async with service:                 # loads the fleet, joins the replicas
 ...     await server.serve_forever()
 
-``python -m services.resource`` runs one replica on its own.
+``astra serve resource`` runs one replica on its own.
 """
 
-from services.resource._service import DESCRIPTOR, ResourceService, Runtime, resource_component
+from services.resource._component import resource_component
+from services.resource._service import DESCRIPTOR, ResourceService
 
-__all__ = ["DESCRIPTOR", "ResourceService", "Runtime", "resource_component"]
+__all__ = ["DESCRIPTOR", "ResourceService", "resource_component"]

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 
+from astra import release_free_memory
 from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
-from astra._memory import release_free_memory
 from services.resource._convert import fill_node
 from services.resource._pools import PoolKey
 from services.resource._registry import Registry

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from astra import LongLived
 from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
-from astra._memory import LongLived
 from astra.records import NodePhase
 from astra.server import Violations
 from services.resource._convert import PHASES, Usage

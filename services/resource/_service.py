@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -40,7 +39,6 @@ from google.protobuf.duration_pb2 import Duration
 from astra import telemetry
 from astra._gen.astra.v1 import resource_service_pb2 as rs
 from astra._gen.astra.v1 import resource_service_pb2_grpc as rs_grpc
-from astra.config import Settings
 from astra.errors import FieldViolation, InvalidArgumentError, NotFoundError
 from astra.server import Server, Tasks
 from astra.store import CompactedError, Store
@@ -436,26 +434,3 @@ class _Metrics:
         self._queued.record(waited, {"kind": transition.kind})
         if isinstance(transition, Dead):
             self._eviction.record(self._clock.now() - transition.last_heard)
-
-
-class Runtime(Protocol):
-    """What :func:`resource_component` needs of ``astra up``'s runtime."""
-
-    settings: Settings
-    store: Store
-    api: Server
-
-
-@contextlib.asynccontextmanager
-async def resource_component(runtime: Runtime) -> AsyncIterator[None]:
-    """The Resource service as an ``astra up`` component (before ``api_server``)."""
-    settings = runtime.settings
-    service = ResourceService(
-        runtime.store,
-        address=settings.api_address,
-        heartbeat_interval=settings.heartbeat_interval,
-        dead_after=settings.dead_after,
-    )
-    service.add_to(runtime.api)
-    async with service:
-        yield

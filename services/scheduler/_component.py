@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
-from services.app import api_address
+from astra.runtime import Runtime, api_address
 from services.scheduler._service import SchedulerService
-
-if TYPE_CHECKING:
-    from astra.cli import Runtime
 
 
 @contextlib.asynccontextmanager

@@ -14,8 +14,8 @@ import logging
 import time
 
 from astra import keys, telemetry
+from astra.coordination import Follower, Ownership
 from astra.store import MAX_REQUEST_BYTES, MAX_TXN_OPS, Delete, Op, Put, Store, UnavailableError
-from services.app import Follower, Ownership
 from services.scheduler._routes import RouteTable
 
 _log = logging.getLogger(__name__)

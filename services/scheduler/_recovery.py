@@ -3,7 +3,7 @@
 - A DEAD (or removed) node: each app's owner in the App service sees the node lost and
   its scheduler removes the replicas there and places new ones, within the same Ray
   cluster for a worker, as a replacement cluster for a head (see
-  :mod:`services.app.scheduling`).
+  :mod:`scheduling`).
 - A DRAINING node: its replicas still run, so no scheduler treats them as lost. The
   :class:`Evictor` of the Scheduler replica that owns the node removes them through the
   same planner (the node's allocation and the replica records in one transaction);
@@ -19,11 +19,11 @@ import asyncio
 import logging
 
 from astra import keys
+from astra.coordination import Ownership
 from astra.records import NodePhase
+from astra.rpc import Backoff
 from astra.store import Get, RangeResult, Store, UnavailableError
-from node_agent import Backoff
-from services.app import Ownership
-from services.app.scheduling import FleetView, Plan, Planner, Removal, WorkQueue
+from scheduling import FleetView, Plan, Planner, Removal, WorkQueue
 
 _log = logging.getLogger(__name__)
 

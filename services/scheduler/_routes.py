@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from astra.names import DEFAULT_VERSION
 from astra.records import (
     NodePhase,
     NodeRecord,
@@ -33,7 +34,6 @@ from astra.records import (
     ReplicaRole,
     RouteRecord,
 )
-from services.app import DEFAULT_VERSION
 
 _SERVING_HEAD = frozenset({ReplicaPhase.READY.value, ReplicaPhase.DRAINING.value})
 _LIVE_NODE = frozenset({NodePhase.READY.value, NodePhase.DRAINING.value})

@@ -25,11 +25,12 @@ import grpc
 from astra import keys
 from astra._gen.astra.v1 import scheduler_service_pb2 as ss
 from astra._gen.astra.v1 import scheduler_service_pb2_grpc as ss_grpc
+from astra.coordination import Follower, Ownership
+from astra.names import is_model_name
 from astra.records import NodeRecord, ReplicaRecord
 from astra.server import Server, Tasks, Violations
 from astra.store import KeyValue, Store
-from services.app import ClusterFeed, Follower, Ownership, ResourceTarget, is_model_name
-from services.app.scheduling import FleetView, Planner, StoreFeed
+from scheduling import ClusterFeed, FleetView, Planner, ResourceTarget, StoreFeed
 from services.scheduler._publisher import RoutePublisher
 from services.scheduler._recovery import Evictor
 from services.scheduler._routes import RouteTable

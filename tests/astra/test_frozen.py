@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from astra._frozen import quick_init
+from astra import quick_init
 from astra.store import DeleteResult, Event, EventType, KeyValue
-from services.app.scheduling import Placement, Slot
+from scheduling import Placement, Slot
 
 
 def _declare() -> type:

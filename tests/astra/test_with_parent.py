@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from astra._with_parent import EXIT_ORPHANED, with_parent
-from tests.astra.cli.running import ROOT, child_env
+from tests.programs.cli.running import ROOT, child_env
 
 #: Seconds a process gets to start, or to exit once signalled.
 DEADLINE = 30.0
@@ -32,7 +32,7 @@ while True:
 #: The parent: starts the wrapped child, prints its pid, waits to be killed.
 PARENT = """
 import subprocess, sys, time
-from astra._with_parent import with_parent
+from astra import with_parent
 child = subprocess.Popen(with_parent([sys.executable, "-c", sys.argv[1], sys.argv[2]]))
 print(child.pid, flush=True)
 while True:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from astra.store import open_store
-from tests.astra.cli.running import ROOT, Result, agents
+from tests.programs.cli.running import ROOT, Result, agents
 from tests.services.app.plane import Plane, plane, spec
 
 QUICKSTART = ROOT / "clients" / "node" / "quickstart.mjs"

@@ -27,8 +27,8 @@ from astra._gen.astra.v1 import (
     resource_service_pb2,
     scheduler_service_pb2,
 )
-from astra.cli import main
 from astra.config import env_name, setting_fields
+from programs.cli import main
 
 ROOT = Path(__file__).parents[2]
 PROJECT_IMAGE = "astraray:latest"

@@ -18,11 +18,11 @@ import pytest
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra._gen.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from astra.cli import Runtime, run_components
-from astra.cli._up import api_server
 from astra.config import Settings
 from astra.testing import free_port
 from gateway import gateway_component
+from programs.cli import LocalRuntime, run_components
+from programs.cli._up import api_server
 from tests.gateway.conftest import Setup
 from tests.gateway.replica import add_request, served_by
 from tests.gateway.route_feed import DESCRIPTOR, RouteFeed, route
@@ -145,7 +145,7 @@ async def test_the_gateway_runs_as_a_component_of_astra_up(setup: Setup) -> None
         store_url="memory://",
         shutdown_grace=1,
     )
-    runtime = Runtime(settings)
+    runtime = LocalRuntime(settings)
     stop = asyncio.Event()
     components = (lambda runtime: _feed_on_api(runtime, feed), api_server, gateway_component)
     running = asyncio.create_task(run_components(runtime, components, stop))

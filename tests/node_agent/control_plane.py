@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from astra._gen.astra.v1 import node_pb2, resource_service_pb2, resource_service_pb2_grpc
+from astra.rpc import Backoff, open_channel
 from astra.server import Server
 from astra.store import Store
 from astra.testing import free_port
-from node_agent import Backoff, open_channel
 from services.node import NodeService
 from services.resource import ResourceService
 

@@ -1,4 +1,4 @@
-"""Each service run on its own (``python -m services.X``) on a real etcd: the server answers
+"""Each service run on its own (``astra serve SERVICE``) on a real etcd: the server answers
 gRPC health for itself and its service, lists its service, health and reflection through
 reflection, and exits 0 on SIGTERM."""
 
@@ -16,19 +16,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from astra.testing import EtcdProcess, free_port
-from tests.astra.cli.running import ROOT, child_env
+from tests.programs.cli.running import ROOT, child_env
 
 _HEALTH = "grpc.health.v1.Health"
 _REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 
 
 @contextlib.asynccontextmanager
-async def _service(module: str, *args: str) -> AsyncIterator[str]:
-    """``python -m MODULE ARGS`` on a free port; yields its address, then stops it with
+async def _service(name: str, *args: str) -> AsyncIterator[str]:
+    """``astra serve NAME ARGS`` on a free port; yields its address, then stops it with
     SIGTERM and checks that it exits 0."""
     address = f"127.0.0.1:{free_port()}"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, "--api-address", address, *args,
+        sys.executable, "-m", "programs.cli", "serve", name, "--api-address", address, *args,
         env=child_env(), cwd=ROOT, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -66,24 +66,24 @@ async def _check(address: str, service: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("module", "service"),
+    ("name", "service"),
     [
-        ("services.resource", "astra.v1.ResourceService"),
-        ("services.node", "astra.v1.NodeService"),
-        ("services.app", "astra.v1.AppService"),
-        ("services.scheduler", "astra.v1.SchedulerService"),
+        ("resource", "astra.v1.ResourceService"),
+        ("node", "astra.v1.NodeService"),
+        ("app", "astra.v1.AppService"),
+        ("scheduler", "astra.v1.SchedulerService"),
     ],
 )
 async def test_a_service_process_serves_health_and_reflection(
-    etcd_server: EtcdProcess, module: str, service: str
+    etcd_server: EtcdProcess, name: str, service: str
 ) -> None:
     store = ("--store-url", etcd_server.url)
-    if module in ("services.resource", "services.node"):
-        async with _service(module, *store) as address:
+    if name in ("resource", "node"):
+        async with _service(name, *store) as address:
             await _check(address, service)
         return
     async with (
-        _service("services.resource", *store) as resource,
-        _service(module, *store, "--resource-address", resource) as address,
+        _service("resource", *store) as resource,
+        _service(name, *store, "--resource-address", resource) as address,
     ):
         await _check(address, service)

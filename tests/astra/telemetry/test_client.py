@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from astra import telemetry
-from astra.cli._client import Client
 from astra.config import OtelSettings
 from astra.server import Server
+from programs.cli._client import Client
 
 SERVICE = "astra.test.Traced"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

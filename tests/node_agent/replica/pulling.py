@@ -23,8 +23,8 @@ import numpy as np
 
 from astra._gen.astra.v1 import app_pb2
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
+from astra.inference import decode_raw, encode_raw
 from astra.models import DemoModel
-from node_agent.replica._tensors import decode_raw, encode_raw
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -17,6 +17,7 @@ import astra
 from astra._gen.astra.v1 import app_pb2
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra._gen.inference import grpc_predict_v2_pb2_grpc
+from astra.inference import decode_raw, decode_typed, encode_raw, encode_typed
 from astra.models import DemoModel, write_demo_model
 from node_agent.replica import (
     LOAD_HEADER,
@@ -30,10 +31,9 @@ from node_agent.replica import (
     ReplicaServer,
     Serving,
 )
-from node_agent.replica._tensors import decode_raw, decode_typed, encode_raw, encode_typed
+from tests.astra.inference.test_tensors import SAMPLES
 from tests.node_agent.replica.conftest import settings
 from tests.node_agent.replica.models import ECHO_INPUTS
-from tests.node_agent.replica.test_tensors import SAMPLES
 from tests.node_agent.waiting import eventually
 
 Stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub

@@ -1,4 +1,4 @@
-"""An App-service replica in a process of its own (``python -m services.app``), to kill."""
+"""An App-service replica in a process of its own (``astra serve app``), to kill."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class AppProcess:
         self.address = f"127.0.0.1:{free_port()}"
         self.replica_id = replica_id
         self._command = [
-            sys.executable, "-m", "services.app", "--store-url", store_url,
+            sys.executable, "-m", "programs.cli", "serve", "app", "--store-url", store_url,
             "--api-address", self.address, "--resource-address", resource,
             "--replica-id", replica_id, "--log-level", "INFO",
         ]  # fmt: skip

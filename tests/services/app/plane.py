@@ -25,9 +25,9 @@ from astra._gen.astra.v1 import (
 )
 from astra.records import AllocRecord, AppRecord, NodeRecord, ReplicaRecord
 from astra.server import Server
-from astra.sim import SimFleet
 from astra.store import Store
 from astra.testing import free_port
+from programs.sim import SimFleet
 from services.app import AppService
 from services.node import NodeService
 from services.resource import ResourceService

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from astra._gen.astra.v1 import route_pb2, scheduler_service_pb2
-from astra.cli import COMPONENTS, Runtime, run_components
 from astra.config import Settings
+from programs.cli import COMPONENTS, LocalRuntime, run_components
 from services.app import app_component
 from services.node import node_service
 from services.resource import resource_component
@@ -25,7 +25,7 @@ async def test_the_services_run_as_components_of_astra_up() -> None:
             "accelerator_factors": "cpu=1.5",
         }
     )
-    runtime = Runtime(settings)
+    runtime = LocalRuntime(settings)
     stop = asyncio.Event()
     services = (resource_component, node_service, app_component, scheduler_component)
     *before, _api_server = COMPONENTS  # services go before the API server starts listening
@@ -55,7 +55,7 @@ async def test_the_services_run_as_components_of_astra_up() -> None:
         await asyncio.wait_for(running, timeout=30)
 
 
-def _listening(runtime: Runtime) -> bool:
+def _listening(runtime: LocalRuntime) -> bool:
     try:
         return bool(runtime.api.address)
     except RuntimeError:

@@ -11,8 +11,8 @@ from google.protobuf import field_mask_pb2
 
 from astra._gen.astra.v1 import app_pb2, common_pb2, replica_pb2
 from astra._gen.astra.v1 import app_service_pb2 as aps
+from scheduling import AppScheduler, ReconcileResult
 from services.app._repository import AppRepository
-from services.app.scheduling import AppScheduler, ReconcileResult
 from tests.node_agent.waiting import eventually
 from tests.services.app.plane import GIB, Plane, condition, invariants, spec
 

@@ -1,4 +1,4 @@
-"""``python -m services.node``: the Node service alone in its own process."""
+"""``astra serve node``: the Node service alone in its own process."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from astra._gen.astra.v1 import node_service_pb2, node_service_pb2_grpc
 from astra.testing import free_port
-from tests.astra.cli.running import ROOT, child_env
+from tests.programs.cli.running import ROOT, child_env
 
 
 async def test_serves_assignments_and_stops_cleanly_on_sigterm() -> None:
     address = f"127.0.0.1:{free_port()}"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.node", "--store-url", "memory://", "--api-address", address,
+        sys.executable, "-m", "programs.cli", "serve", "node", "--store-url", "memory://", "--api-address", address,
         env=child_env(), cwd=ROOT, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -83,7 +83,9 @@ def _replica_process(
         [
             sys.executable,
             "-m",
-            "services.resource",
+            "programs.cli",
+            "serve",
+            "resource",
             "--store-url",
             etcd.url,
             "--api-address",

@@ -8,7 +8,7 @@ import asyncio
 
 from astra._gen.astra.v1 import app_pb2, replica_pb2
 from astra._gen.astra.v1 import scheduler_service_pb2 as ss
-from astra.sim import SimFleet
+from programs.sim import SimFleet
 from tests.node_agent.waiting import eventually
 from tests.services.app.plane import Plane, spec
 
