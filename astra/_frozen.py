@@ -73,7 +73,7 @@ def quick_init(cls: T) -> T:
     if hasattr(cls, "__post_init__"):
         body.append("    self.__post_init__()")
     signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
-    exec(f"def __init__({signature}):\n" + "\n".join(body or ["    pass"]), namespace)  # noqa: S102
+    exec(f"def __init__({signature}):\n" + "\n".join(body or ["    pass"]), namespace)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__

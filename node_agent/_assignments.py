@@ -120,7 +120,7 @@ class Assignments:
         self._started.add(replica.name)
         try:
             await self._runtime.start(replica)
-        except Exception as exc:  # noqa: BLE001 - the runtime's failure is the replica's
+        except Exception as exc:
             _log.exception("starting %s failed", replica.name)
             self._report_failed(replica.name, f"start failed: {exc}")
 
@@ -137,7 +137,7 @@ class Assignments:
             self._started.discard(name)
             try:
                 await self._runtime.stop(name)
-            except Exception:  # noqa: BLE001 - stopping goes on for the others
+            except Exception:
                 _log.exception("stopping %s failed", name)
         self._reporter.forget(name)
 
@@ -156,7 +156,7 @@ class Assignments:
             for name in names:
                 try:
                     await self._runtime.drain(name)  # type: ignore[union-attr] # started implies a runtime
-                except Exception as exc:  # noqa: BLE001 - a replica that cannot drain has failed
+                except Exception as exc:
                     _log.exception("draining %s failed", name)
                     self._report_failed(name, f"drain failed: {exc}")
             return names

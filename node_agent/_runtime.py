@@ -58,7 +58,5 @@ def load_runtime_factory(spec: str) -> RuntimeFactory:
         raise ValueError(f"runtime {spec!r} must be module:attribute")
     factory = getattr(importlib.import_module(module_name), attribute, None)
     if not callable(factory):
-        raise ValueError(  # noqa: TRY004 (a bad setting, reported as such)
-            f"runtime {spec!r}: {module_name} has no callable {attribute}"
-        )
+        raise ValueError(f"runtime {spec!r}: {module_name} has no callable {attribute}")
     return factory  # type: ignore[no-any-return]

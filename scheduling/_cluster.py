@@ -87,7 +87,7 @@ class ClusterFeed:
                     _log.warning(
                         "WatchCluster at %s ended: %s %s", address, exc.code().name, exc.details()
                     )
-            except Exception:  # noqa: BLE001 - the feed must outlive a message it chokes on
+            except Exception:
                 _log.exception("consuming WatchCluster failed: starting again from a snapshot")
                 self._revision = 0
             await backoff.sleep()

@@ -250,7 +250,7 @@ class Broker:
                 if not await self.redis.exists(key):
                     raise NotFoundError(f"inference {inference_id!r} expired meanwhile")
                 continue
-            for entry, fields in read[0][1]:
+            for _entry, fields in read[0][1]:
                 inference = _record(fields)
                 yield inference
                 if inference.state in FINISHED:

@@ -61,7 +61,7 @@ class ErrorInterceptor(WrappingInterceptor):
             yield
         except grpc.aio.AbortError:
             raise  # the servicer aborted with a status of its own
-        except Exception as exc:  # noqa: BLE001 (every error becomes a status)
+        except Exception as exc:
             code = status_for(exc)
             if code is None:
                 _log.error("%s failed with an unexpected error", method, exc_info=exc)

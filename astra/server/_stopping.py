@@ -26,7 +26,7 @@ async def _end(context: Context) -> None:
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     except grpc.aio.AbortError:
         raise
-    except Exception:  # noqa: BLE001 - gRPC's ExecuteBatchError: the status cannot be sent
+    except Exception:
         raise asyncio.CancelledError from None
 
 

@@ -177,7 +177,7 @@ class EmbeddedStore(Store):
                 granted=batch.granted,
                 revoked=batch.revoked,
             )
-        except Exception as exc:  # noqa: BLE001 -- memory now holds writes the file lacks
+        except Exception as exc:
             _log.exception("the embedded store cannot write %s; closing it", self._journal.path)
             batch.failure = f"the embedded store closed: {exc}"
             self._shut(batch.failure)

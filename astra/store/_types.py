@@ -99,7 +99,8 @@ class _Value:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self._fields, self._values(self))
+            f"{name}={value!r}"
+            for name, value in zip(self._fields, self._values(self), strict=True)
         )
         return f"{self.__class__.__qualname__}({shown})"
 

@@ -255,7 +255,7 @@ class Puller:
             response = await self._servicer.infer(request)
         except InferenceFailed as exc:
             return self._fail(inference, grpc.StatusCode.INTERNAL, str(exc))
-        except Exception as exc:  # noqa: BLE001 - recorded as ModelInfer would answer it
+        except Exception as exc:
             code = status_for(exc)
             if code is None:
                 _log.error("inference %s failed", delivery.inference_id, exc_info=exc)

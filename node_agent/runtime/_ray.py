@@ -445,7 +445,7 @@ class _Unit:
         if self.head and redis is not None:
             try:
                 await asyncio.to_thread(redis.delete_namespace, self.storage_namespace)
-            except Exception:  # noqa: BLE001 - stale keys must not keep the replica from stopping
+            except Exception:
                 _log.exception("could not delete the GCS state of %s from Redis", self.replica.name)
 
     async def _cancel(self) -> None:

@@ -48,7 +48,9 @@ def _from_file(path: Path | None) -> dict[str, Any]:
 
 def fits(shape: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
     """Whether ``shape`` has ``wanted``'s rank and every fixed dimension of it."""
-    return len(shape) == len(wanted) and all(w in (-1, s) for w, s in zip(wanted, shape))
+    return len(shape) == len(wanted) and all(
+        w in (-1, s) for w, s in zip(wanted, shape, strict=True)
+    )
 
 
 def as_array(value: Any, tensor: Tensor) -> np.ndarray:

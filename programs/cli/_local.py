@@ -62,7 +62,7 @@ async def local_agent(runtime: Runtime) -> AsyncIterator[None]:
         "--node-id", socket.gethostname(),
         "--runtime", os.environ.get("ASTRA_AGENT_RUNTIME") or AGENT_RUNTIME,
     ]  # fmt: skip
-    with open(log_path, "ab") as log:  # noqa: ASYNC230 (a local file, opened once)
+    with open(log_path, "ab") as log:
         process = await asyncio.create_subprocess_exec(
             *with_parent(command), env=env, stdout=log, stderr=subprocess.STDOUT
         )

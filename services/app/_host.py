@@ -201,7 +201,7 @@ class SchedulerHost:
             except UnavailableError as exc:
                 _log.warning("reconciling apps/%s: the store is unavailable (%s)", app_id, exc)
                 retry = True
-            except Exception:  # noqa: BLE001 - one app's bug must not stop the workers
+            except Exception:
                 _log.exception("reconciling apps/%s failed", app_id)
                 retry = True
             finally:

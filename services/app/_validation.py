@@ -147,7 +147,7 @@ def check_spec(app: app_pb2.App, at: Violations, *, replicas_given: bool) -> Non
 
     ``replicas_given`` says whether the caller set ``replicas`` (on create, or with
     "replicas" in the update mask): with ``ray.workers_per_cluster`` set, a given
-    ``replicas`` must be 0 or ``ray.clusters × (1 + ray.workers_per_cluster)``.
+    ``replicas`` must be 0 or ``ray.clusters * (1 + ray.workers_per_cluster)``.
     """
     _check_models(app, at)
     at.check(0 <= app.replicas <= MAX_REPLICAS, "replicas", f"must be in 0..{MAX_REPLICAS}")
@@ -162,7 +162,7 @@ def check_spec(app: app_pb2.App, at: Violations, *, replicas_given: bool) -> Non
         at.check(
             app.replicas == wanted,
             "replicas",
-            f"must be 0 or ray.clusters × (1 + ray.workers_per_cluster) = {wanted} "
+            f"must be 0 or ray.clusters * (1 + ray.workers_per_cluster) = {wanted} "
             "when ray.workers_per_cluster is set",
         )
     _check_map(app.labels, at, "labels")

@@ -279,7 +279,7 @@ class AssignmentHub:
                 error: Exception = UnavailableError("the store watch ended")
             except (CompactedError, UnavailableError) as exc:
                 error = exc
-            except Exception as exc:  # noqa: BLE001 - logged, and the watch restarts
+            except Exception as exc:
                 _log.exception("assignment watch failed; restarting it")
                 error = exc
             _log.warning("assignment watch restarts: %s", error)

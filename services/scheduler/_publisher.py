@@ -71,7 +71,7 @@ class RoutePublisher:
             await asyncio.sleep(self._tick)
             try:
                 await self.publish()
-            except Exception as exc:  # noqa: BLE001 - publish everything again after a pause
+            except Exception as exc:
                 if isinstance(exc, UnavailableError):
                     _log.warning("cannot write routes now: %s", exc)
                 else:

@@ -78,7 +78,7 @@ class Evictor:
             node_id = await self._queue.get()
             try:
                 await self._evict(node_id)
-            except Exception:  # noqa: BLE001 - one node's failure must not stop the others
+            except Exception:
                 _log.exception("evicting nodes/%s failed", node_id)
             finally:
                 self._queue.done(node_id)

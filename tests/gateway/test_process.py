@@ -19,6 +19,7 @@ import pytest
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra._gen.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from astra.config import Settings
+from astra.runtime import Runtime
 from astra.testing import free_port
 from gateway import gateway_component
 from programs.cli import LocalRuntime, run_components

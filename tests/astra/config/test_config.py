@@ -107,7 +107,7 @@ def test_an_otlp_endpoint_in_the_environment_turns_otlp_on(monkeypatch):
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(overrides, message):
-    with pytest.raises(ConfigError, match="^invalid settings: ") as caught:
+    with pytest.raises(ConfigError, match=r"^invalid settings: ") as caught:
         Settings.load(overrides=overrides)
     assert message in str(caught.value)
 
@@ -130,7 +130,7 @@ def test_a_bad_environment_value_is_reported(monkeypatch):
 
 
 def test_config_file_problems_are_errors(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config file .*missing.toml"):
+    with pytest.raises(ConfigError, match=r"cannot read config file .*missing.toml"):
         Settings.load(config_file=tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         Settings.load(config_file=write_toml(tmp_path, "api_address = \n"))

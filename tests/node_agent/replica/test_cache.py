@@ -85,7 +85,7 @@ def test_fetch_failures_name_the_uri(tmp_path: Path, http_url: str) -> None:
         cache.get(str(tmp_path / "missing.onnx"), DIGEST)
     with pytest.raises(FetchError, match="HTTP 404"):
         cache.get(f"{http_url}/other", DIGEST)
-    with pytest.raises(FetchError, match="no fetcher for 's3://bucket/m.onnx'"):
+    with pytest.raises(FetchError, match=r"no fetcher for 's3://bucket/m.onnx'"):
         cache.get("s3://bucket/m.onnx", DIGEST)
     with pytest.raises(ValueError, match="64 hex digits"):
         cache.get(str(tmp_path), "abc")

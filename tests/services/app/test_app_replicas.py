@@ -118,7 +118,7 @@ def _serving(control: Plane):  # type: ignore[no-untyped-def]
     async def check() -> bool:
         try:
             await control.apps.ListApps(aps.ListAppsRequest(), timeout=1)
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             return False
         return True
 

@@ -104,7 +104,7 @@ async def test_a_stalled_replica_does_not_blame_nodes_for_heartbeats_it_could_no
     await call.write(rs.HeartbeatRequest(heartbeats=[heartbeat(node)]))
     await asyncio.sleep(0.1)
 
-    time.sleep(1.5)  # noqa: ASYNC251 - on purpose: the whole event loop stalls (a long pause, or the process starved)
+    time.sleep(1.5)
     rounds = 0
 
     async def beat() -> bool:
