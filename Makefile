@@ -14,8 +14,12 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 NATIVE := CMakeLists.txt $(wildcard gateway/src/*)
 NODE_MODULES := node_modules/.package-lock.json
+# Debian packages that the tests run and no wheel ships, as command:package: docker-compose
+# (validates docker-compose.yml, no daemon), nginx and h2load (bench/gateway.py compares
+# the gateway with nginx under h2load), ip and tc (tests that build hosts in namespaces).
+SYSTEM_TOOLS := docker-compose:docker-compose nginx:nginx-light h2load:nghttp2-client ip:iproute2 tc:iproute2
 
-.PHONY: up test venv install install-dev protos lint-protos bench clean
+.PHONY: up test lint system-packages venv install install-dev protos lint-protos bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +48,28 @@ $(NODE_MODULES): package.json package-lock.json
 up: install
 	$(VENV)/bin/astra up
 
-test: install-dev
+# Installed when missing if we are root (CI is); otherwise stop at once, naming them.
+system-packages:
+	@missing=$$(for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null || [ -x "/usr/sbin/$${pair%%:*}" ] || echo "$${pair#*:}"; \
+	done | sort -u | xargs); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "make test needs the Debian packages $$missing; install them with: sudo apt-get install $$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The gate: lint, formatting and strict types, before the suite.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: system-packages install-dev lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 protos: install-dev

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,9 @@ def test_nothing_changed_nothing_runs_again(tree: Path) -> None:
     assert PIP not in would_run(tree, "install-dev")
     assert NPM not in would_run(tree, "install-dev")
     assert would_run(tree, "up").strip() == ".venv/bin/astra up"
-    assert would_run(tree, "test").strip().startswith(".venv/bin/python -m pytest")
+    test = would_run(tree, "test")
+    assert PIP not in test and NPM not in test
+    assert test.rstrip().endswith(".venv/bin/python -m pytest")
 
 
 @pytest.mark.parametrize(
@@ -100,3 +103,33 @@ def test_a_changed_npm_lock_runs_only_npm_again(tree: Path) -> None:
     dev = would_run(tree, "install-dev")
     assert NPM in dev and PIP not in dev
     assert PIP not in would_run(tree, "up")
+
+
+def test_the_test_command_runs_the_gate_before_the_suite(tree: Path) -> None:
+    installed(tree, ".venv/.installed", ".venv/.installed-dev", "node_modules/.package-lock.json")
+    lines = would_run(tree, "test").splitlines()
+    gate = [".venv/bin/ruff check .", ".venv/bin/ruff format --check .", ".venv/bin/mypy"]
+    assert [line for line in lines if line in gate] == gate
+    assert lines.index(".venv/bin/mypy") < lines.index(".venv/bin/python -m pytest ")
+
+
+def test_missing_debian_packages_stop_a_user_at_once_naming_them(tmp_path: Path) -> None:
+    """Not root: nothing is installed, the packages and the command are named. (As root,
+    which CI is, the same target installs them with apt-get.)"""
+    folder = Path(tempfile.mkdtemp())
+    try:
+        shutil.copy(ROOT / "Makefile", folder / "Makefile")
+        folder.chmod(0o755)
+        (folder / "Makefile").chmod(0o644)
+        command = ["make", "-s", "system-packages",
+                   "SYSTEM_TOOLS=astra-absent-tool:astra-absent-package nginx:nginx-light"]  # fmt: skip
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+        done = subprocess.run(
+            command, cwd=folder, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        shutil.rmtree(folder)
+    assert done.returncode != 0
+    assert "astra-absent-package" in done.stderr
+    assert "sudo apt-get install astra-absent-package" in done.stderr

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from astra._gen.astra.v1 import app_pb2, common_pb2
+from astra.messages import enum_number, model_to_proto, timestamp
 from astra.names import DEFAULT_VERSION, app_id_of, app_name
 from astra.records import AppRecord, Quantity
 from scheduling import DEFAULT_WATERMARK, AppSpec, Strategy
@@ -76,7 +75,7 @@ def to_app(record: AppRecord) -> app_pb2.App:
     app = app_pb2.App(
         name=app_name(record.app_id),
         uid=record.uid,
-        models=[_model_to_proto(model) for model in record.models],
+        models=[model_to_proto(model) for model in record.models],
         replicas=record.replicas,
         resources=app_pb2.ReplicaResources(
             cpu_millis=record.resources.cpu_millis,
@@ -88,7 +87,7 @@ def to_app(record: AppRecord) -> app_pb2.App:
             node_selector=record.node_selector,
             affinity=[app_name(app_id) for app_id in record.affinity],
             anti_affinity=[app_name(app_id) for app_id in record.anti_affinity],
-            strategy=_enum(app_pb2.PlacementStrategy, _STRATEGY_PREFIX, record.strategy),
+            strategy=enum_number(app_pb2.PlacementStrategy, _STRATEGY_PREFIX, record.strategy),
             watermark=record.watermark,
             max_per_node=record.max_per_node,
             spread_zones=record.spread_zones,
@@ -143,12 +142,6 @@ def to_spec(record: AppRecord) -> AppSpec:
     )
 
 
-def timestamp(seconds: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def _model_to_record(model: app_pb2.Model) -> dict[str, Any]:
     return {
         "name": model.name,
@@ -159,29 +152,15 @@ def _model_to_record(model: app_pb2.Model) -> dict[str, Any]:
     }
 
 
-def _model_to_proto(model: dict[str, Any]) -> app_pb2.Model:
-    return app_pb2.Model(
-        name=model.get("name", ""),
-        version=model.get("version", ""),
-        uri=model.get("uri", ""),
-        sha256=model.get("sha256", ""),
-        format=_enum(app_pb2.ModelFormat, _FORMAT_PREFIX, model.get("format", "")),
-    )
-
-
 def _condition_to_proto(condition: dict[str, Any]) -> common_pb2.Condition:
     proto = common_pb2.Condition(
         type=condition.get("type", ""),
-        status=_enum(common_pb2.ConditionStatus, _CONDITION_PREFIX, condition.get("status", "")),
+        status=enum_number(
+            common_pb2.ConditionStatus, _CONDITION_PREFIX, condition.get("status", "")
+        ),
         reason=condition.get("reason", ""),
         message=condition.get("message", ""),
     )
     if condition.get("last_transition_time"):
         proto.last_transition_time.CopyFrom(timestamp(condition["last_transition_time"]))
     return proto
-
-
-def _enum(enum: Any, prefix: str, name: str) -> int:
-    """The number of ``prefix + name`` in a generated enum; 0 (UNSPECIFIED) if unknown."""
-    values: dict[str, int] = dict(enum.items())
-    return values.get(prefix + name, 0)

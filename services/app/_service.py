@@ -20,6 +20,7 @@ from astra._gen.astra.v1 import app_service_pb2 as aps
 from astra._gen.astra.v1 import app_service_pb2_grpc as aps_grpc
 from astra.coordination import Ownership
 from astra.errors import NotFoundError
+from astra.messages import replica_to_proto
 from astra.names import app_name
 from astra.records import AppRecord, ReplicaRecord
 from astra.server import Server, Tasks
@@ -31,7 +32,6 @@ from services.app._convert import to_app
 from services.app._host import SchedulerHost
 from services.app._pages import decode_token, encode_token, page_size
 from services.app._repository import AppRepository
-from services.node._convert import replica_to_proto
 
 _log = logging.getLogger(__name__)
 

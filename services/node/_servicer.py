@@ -9,9 +9,9 @@ from typing import Any, Self
 import grpc
 
 from astra._gen.astra.v1 import node_service_pb2, node_service_pb2_grpc
+from astra.messages import replica_to_proto
 from astra.server import Server, Violations
 from astra.store import CompactedError, Store
-from services.node._convert import replica_to_proto
 from services.node._hub import AssignmentHub, Delta, Subscription
 from services.node._names import node_id
 from services.node._status import parse_reports, write_statuses

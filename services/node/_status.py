@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from astra import keys
 from astra._gen.astra.v1 import node_service_pb2
 from astra.errors import ConflictError, FailedPreconditionError, NotFoundError
+from astra.messages import replica_phase_from_proto
 from astra.records import AllocRecord, ReplicaPhase, ReplicaRecord
 from astra.server import Violations
 from astra.store import MAX_TXN_OPS, Compare, Get, KeyValue, Put, RangeResult, Store
-from services.node._convert import phase_from_proto
 from services.node._names import node_id, replica_key
 
 #: The phases an agent reports; PENDING is the schedulers' to set.
@@ -85,7 +85,7 @@ def parse_reports(
         at.check(key is not None, "replica", "must be apps/{app_id}/replicas/{replica_id}")
         at.check(report.replica not in seen, "replica", "is reported twice")
         seen.add(report.replica)
-        phase = phase_from_proto(report.phase)
+        phase = replica_phase_from_proto(report.phase)
         if not at.check(
             phase in REPORTABLE_PHASES,
             "phase",

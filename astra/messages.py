@@ -1,6 +1,9 @@
-"""Conversions between the store's replica records and the API's messages."""
+"""The API's messages from the store's records, where several services answer with the
+same message (a replica: ListReplicas of the App service, the Node service's streams)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -10,7 +13,7 @@ from astra.records import ReplicaPhase, ReplicaRecord
 _PHASE_PREFIX = "REPLICA_PHASE_"
 
 
-def phase_from_proto(value: int) -> ReplicaPhase | None:
+def replica_phase_from_proto(value: int) -> ReplicaPhase | None:
     """The record phase of an API ``ReplicaPhase``; ``None`` for UNSPECIFIED or unknown."""
     try:
         phase = replica_pb2.ReplicaPhase.Name(value).removeprefix(_PHASE_PREFIX)
@@ -25,44 +28,46 @@ def replica_to_proto(record: ReplicaRecord) -> replica_pb2.Replica:
         name=record.name,
         node=f"nodes/{record.node_id}",
         ray_cluster=record.ray_cluster,
-        role=_enum_value(replica_pb2.ReplicaRole, "REPLICA_ROLE_", record.role),
+        role=enum_number(replica_pb2.ReplicaRole, "REPLICA_ROLE_", record.role),
         resources=app_pb2.ReplicaResources(
             cpu_millis=record.resources.cpu_millis,
             memory_bytes=record.resources.memory_bytes,
             gpus=record.resources.gpus,
         ),
-        models=[_model_to_proto(model) for model in record.models],
+        models=[model_to_proto(model) for model in record.models],
         app_generation=record.app_generation,
         ray_head_address=record.ray_head_address,
-        phase=_enum_value(replica_pb2.ReplicaPhase, _PHASE_PREFIX, record.phase),
+        phase=enum_number(replica_pb2.ReplicaPhase, _PHASE_PREFIX, record.phase),
         endpoint=record.endpoint,
         execution_provider=record.execution_provider,
         message=record.message,
     )
     if record.create_time:
-        replica.create_time.CopyFrom(_timestamp(record.create_time))
+        replica.create_time.CopyFrom(timestamp(record.create_time))
     if record.update_time:
-        replica.update_time.CopyFrom(_timestamp(record.update_time))
+        replica.update_time.CopyFrom(timestamp(record.update_time))
     return replica
 
 
-def _model_to_proto(model: dict[str, object]) -> app_pb2.Model:
+def model_to_proto(model: Mapping[str, object]) -> app_pb2.Model:
+    """The API view of a model as records store it (a mapping of its fields)."""
     return app_pb2.Model(
         name=str(model.get("name", "")),
         version=str(model.get("version", "")),
         uri=str(model.get("uri", "")),
         sha256=str(model.get("sha256", "")),
-        format=_enum_value(app_pb2.ModelFormat, "MODEL_FORMAT_", str(model.get("format", ""))),
+        format=enum_number(app_pb2.ModelFormat, "MODEL_FORMAT_", str(model.get("format", ""))),
     )
 
 
-def _enum_value(enum: object, prefix: str, name: str) -> int:
+def enum_number(enum: object, prefix: str, name: str) -> int:
     """The number of ``prefix + name`` in a generated enum; 0 (UNSPECIFIED) if unknown."""
     values: dict[str, int] = dict(enum.items())  # type: ignore[attr-defined]
     return values.get(prefix + name, 0)
 
 
-def _timestamp(seconds: float) -> Timestamp:
+def timestamp(seconds: float) -> Timestamp:
+    """A protobuf ``Timestamp`` of ``seconds`` since the epoch."""
     stamp = Timestamp()
     stamp.FromNanoseconds(int(seconds * 1e9))
     return stamp
