@@ -1,9 +1,9 @@
 """``astra up``: run AstraRay on this machine as a list of components.
 
 A component (:data:`astra.runtime.Component`) is an async context manager factory
-taking the runtime: entering it starts the component, leaving it stops it. ``astra up`` enters :data:`COMPONENTS` in
-order and leaves them in reverse, so a component may use whatever the earlier ones put
-on the runtime. Services add themselves to the list before ``api_server``, registering
+taking the runtime: entering it starts the component, leaving it stops it. ``astra up``
+enters :data:`COMPONENTS` in order and leaves them in reverse, so a component may use
+whatever the earlier ones put on the runtime. Services add themselves to the list before ``api_server``, registering
 their servicers on ``runtime.api`` (which starts listening in ``api_server``) and
 their background work with ``runtime.api.spawn``.
 """
