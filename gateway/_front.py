@@ -15,6 +15,7 @@ import grpc
 
 import astra
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
+from astra.inference import ServerHealth
 from gateway._endpoints import SERVICE
 from gateway._forward import Forwarder, unknown
 from gateway._table import Route, Table
@@ -24,23 +25,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 SERVER_NAME = "astra-gateway"
 
 
-class Metadata:
-    """ServerLive, ServerReady, ModelReady, ServerMetadata and ModelMetadata."""
+class Metadata(ServerHealth):
+    """ServerLive, ServerReady (ready once the routes are in), ModelReady,
+    ServerMetadata and ModelMetadata."""
 
     def __init__(self, table: Table) -> None:
         self._table = table
         self._tensors: dict[tuple[str, str], tuple[Route, pb.ModelMetadataResponse]] = {}
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
-
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
-    ) -> pb.ServerReadyResponse:
-        """Ready once the routes are in."""
-        return pb.ServerReadyResponse(ready=self._table.synced)
+    def server_ready(self) -> bool:
+        return self._table.synced
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context
