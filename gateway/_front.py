@@ -106,7 +106,20 @@ class Metadata(ServerHealth):
         raise AssertionError("abort returned")
 
 
-def _typed(method: Callable[[Any, Context], Awaitable[Any]], request: Any) -> grpc.RpcMethodHandler:
+def service_handler(
+    service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+) -> grpc.ServiceRpcHandler:
+    """``service``'s methods as one handler, as :meth:`astra.server.Server.add_generic_handler`
+    takes them."""
+    handler = grpc.method_handlers_generic_handler(service, handlers)
+    # grpc's stubs say GenericRpcHandler; grpc makes a ServiceRpcHandler (it is named).
+    assert isinstance(handler, grpc.ServiceRpcHandler)
+    return handler
+
+
+def _typed(
+    method: Callable[[Any, Context], Awaitable[Any]], request: Any
+) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(
         method,
         request_deserializer=request.FromString,
@@ -114,11 +127,11 @@ def _typed(method: Callable[[Any, Context], Awaitable[Any]], request: Any) -> gr
     )
 
 
-def inference_service(table: Table, forward: Forwarder) -> grpc.GenericRpcHandler:
+def inference_service(table: Table, forward: Forwarder) -> grpc.ServiceRpcHandler:
     """The whole ``inference.GRPCInferenceService`` of the gateway: ModelInfer on raw
     bytes (no serializer either way), the rest typed."""
     metadata = Metadata(table)
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "ModelInfer": grpc.unary_unary_rpc_method_handler(forward),
         "ServerLive": _typed(metadata.ServerLive, pb.ServerLiveRequest),
         "ServerReady": _typed(metadata.ServerReady, pb.ServerReadyRequest),
@@ -126,4 +139,4 @@ def inference_service(table: Table, forward: Forwarder) -> grpc.GenericRpcHandle
         "ServerMetadata": _typed(metadata.ServerMetadata, pb.ServerMetadataRequest),
         "ModelMetadata": _typed(metadata.ModelMetadata, pb.ModelMetadataRequest),
     }
-    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+    return service_handler(SERVICE, handlers)
