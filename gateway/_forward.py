@@ -68,7 +68,7 @@ class Forwarder:
     """The ModelInfer handler: raw request bytes in, raw response bytes out, retried
     and observed by ``rules``."""
 
-    def __init__(self, table: Table, health: Health, rules: RetryRules = RULES) -> None:
+    def __init__(self, table: Table, health: Health, *, rules: RetryRules = RULES) -> None:
         self._table = table
         self._health = health
         self._rules = rules

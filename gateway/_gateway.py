@@ -90,7 +90,7 @@ class Gateway:
         self.health = Health(self.table, lambda work, name: self.server.spawn(work, name=name))
         self.routes = RouteWatcher(scheduler, self.table.apply, models=models)
         self.server.add_generic_handler(
-            inference_service(self.table, Forwarder(self.table, self.health, rules))
+            inference_service(self.table, Forwarder(self.table, self.health, rules=rules))
         )
         self._broker = None if broker is None else broker.broker()
         if self._broker is not None:

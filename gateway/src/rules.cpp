@@ -4,7 +4,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "grpc.hpp"
 
 namespace astra::gateway {
 

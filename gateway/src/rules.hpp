@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "grpc.hpp"
 #include "h2.hpp"
 
 namespace astra::gateway {
@@ -23,7 +24,7 @@ class RetryRules {
   Verdict judge(int code, bool refused) const {
     if (refused) return Verdict::kRefused;
     if (has(weight_errors_, code)) return has(replica_faults_, code) ? Verdict::kFault : Verdict::kError;
-    return code == kOk || code == kDeadlineExceeded ? Verdict::kSample : Verdict::kNone;
+    return code == grpc::kOk || code == grpc::kDeadlineExceeded ? Verdict::kSample : Verdict::kNone;
   }
 
   // A response with status `code` and these trailers is a refusal.
@@ -36,7 +37,6 @@ class RetryRules {
   }
 
  private:
-  static constexpr int kOk = 0, kDeadlineExceeded = 4;
   static uint32_t mask(const std::vector<int>& codes);
   static bool has(uint32_t mask, int code) { return code >= 0 && code < 32 && (mask >> code & 1u); }
 

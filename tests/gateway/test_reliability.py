@@ -149,14 +149,6 @@ async def test_both_fronts_eject_by_the_rules_they_are_given(setup: Setup) -> No
     assert gateway.table.endpoints[broken.address].state is State.READY
 
 
-def test_replica_faults_must_lower_the_weight() -> None:
-    with pytest.raises(ValueError, match="DATA_LOSS"):
-        RetryRules(
-            weight_errors=frozenset({grpc.StatusCode.UNAVAILABLE}),
-            replica_faults=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS}),
-        )
-
-
 async def test_the_clients_deadline_and_metadata_reach_the_replica(setup: Setup) -> None:
     replica = await setup.replica("one")
     await setup.feed.publish([route("add", "1", replica.address)])
