@@ -10,16 +10,17 @@ to a ready replica of its model version with an adaptive smooth weighted round r
 - :class:`Picker`, :class:`Router`, :func:`model_of`: the routing core, in C++
   (``gateway._core``) unless ``ASTRA_PURE_PYTHON=1`` selects the pure-Python twin; the
   algorithm and its smoothness bound are in :mod:`gateway._picker`.
-- :data:`REFUSED`, :data:`IDEMPOTENT`: the metadata of the retry rules
-  (:mod:`gateway._forward`).
+- :class:`RetryRules`: which failures are retried and which count against a replica,
+  one table for both fronts; :data:`REFUSED`, :data:`IDEMPOTENT`: the metadata of the
+  default rules (:mod:`gateway._rules`).
 """
 
 from gateway._broker import BrokerOptions
 from gateway._cli import gateway_command
 from gateway._component import gateway_component
-from gateway._forward import IDEMPOTENT, REFUSED
 from gateway._gateway import Gateway
 from gateway._native import IMPLEMENTATION, MAX_WEIGHT, Picker, Router, model_of
+from gateway._rules import IDEMPOTENT, REFUSED, RetryRules
 from gateway._weights import WeightPolicy
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "BrokerOptions",
     "Gateway",
     "Picker",
+    "RetryRules",
     "Router",
     "WeightPolicy",
     "gateway_command",

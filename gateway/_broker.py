@@ -35,6 +35,7 @@ from astra.errors import FieldViolation, InvalidArgumentError, NotFoundError
 from astra.server import Violations
 from astra.store import UnavailableError
 from gateway._forward import unknown
+from gateway._front import service_handler
 from gateway._table import Table
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -183,11 +184,11 @@ class AsyncInference:
                 yield apb.WatchInferenceResultResponse(inference=inference)
 
 
-def async_inference_service(table: Table, broker: Broker) -> grpc.GenericRpcHandler:
+def async_inference_service(table: Table, broker: Broker) -> grpc.ServiceRpcHandler:
     """``astra.v1.AsyncInferenceService`` over ``broker``: SubmitInference on raw
     bytes, the rest typed."""
     service = AsyncInference(table, broker)
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "SubmitInference": grpc.unary_unary_rpc_method_handler(service.SubmitInference),
         "GetInferenceResult": grpc.unary_unary_rpc_method_handler(
             service.GetInferenceResult,
@@ -200,4 +201,4 @@ def async_inference_service(table: Table, broker: Broker) -> grpc.GenericRpcHand
             response_serializer=apb.WatchInferenceResultResponse.SerializeToString,
         ),
     }
-    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+    return service_handler(SERVICE.full_name, handlers)

@@ -68,7 +68,9 @@ class Endpoint:
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         #: ModelInfer on raw bytes: nothing is decoded or encoded again.
-        self.infer = self.channel.unary_unary(MODEL_INFER)
+        self.infer: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
+            MODEL_INFER
+        )
         self.state = State.READY
         self.in_flight = 0
         #: Its requests in flight through the fast lane, as of the last collection.

@@ -1,12 +1,6 @@
 """ModelInfer through the gateway: route the request's bytes, forward them untouched,
-and retry once on another endpoint when that is safe.
-
-A request is retried (once, on another endpoint of its route) when it failed before any
-replica could have run it: the connection to the replica could not be made, or the
-replica refused it while draining (UNAVAILABLE with the :data:`REFUSED` trailer).
-Anything that may have run is retried only when the request is marked idempotent
-(:data:`IDEMPOTENT` metadata) and failed with one of :data:`IDEMPOTENT_RETRY`. The
-client's deadline goes to the replica: each attempt gets the time the client has left.
+and retry once on another endpoint when :mod:`gateway._rules` allows it. The client's
+deadline goes to the replica: each attempt gets the time the client has left.
 """
 
 from __future__ import annotations
@@ -14,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn, cast
 
 import grpc
 from opentelemetry import trace
@@ -25,49 +19,17 @@ from astra.server import observed
 from gateway import _native
 from gateway._endpoints import MODEL_INFER, Member, State
 from gateway._health import Health
+from gateway._rules import RULES, Metadata, RetryRules
 from gateway._table import Table
 from gateway._telemetry import Observed, record_request
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Metadata = tuple[tuple[str, str | bytes], ...]
 
-#: The trailer with which a replica says it refused a request without running it.
-REFUSED = "x-astra-refused"
-#: Request metadata (``true`` or ``1``) marking a request safe to run twice.
-IDEMPOTENT = "x-astra-idempotent"
 #: How gRPC words a call that never reached the server.
 CONNECT_FAILURES = ("failed to connect to all addresses", "DNS resolution failed")
-#: Failures of a replica's making: they count towards its ejection.
-REPLICA_FAULTS = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
-#: Failures that lower a replica's weight.
-ERRORS = REPLICA_FAULTS | {grpc.StatusCode.RESOURCE_EXHAUSTED}
-#: What an idempotent request is retried on.
-IDEMPOTENT_RETRY = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-    }
-)
 #: Request metadata that belongs to the hop, not the request.
 _HOP = frozenset({"user-agent"})
 _RESERVED = ("grpc-", ":")
-
-
-def refused(error: grpc.aio.AioRpcError) -> bool:
-    """The replica refused the request without running it (it is draining)."""
-    return error.code() == grpc.StatusCode.UNAVAILABLE and any(
-        key == REFUSED for key, _ in error.trailing_metadata() or ()
-    )
 
 
 def never_sent(error: grpc.aio.AioRpcError) -> bool:
@@ -77,36 +39,39 @@ def never_sent(error: grpc.aio.AioRpcError) -> bool:
     )
 
 
-def forwarded(metadata: Sequence[Any] | None) -> Metadata:
+def refused(rules: RetryRules, error: grpc.aio.AioRpcError) -> bool:
+    """The replica refused the request without running it, by ``rules``."""
+    return rules.refused(error.code(), error.trailing_metadata() or ())
+
+
+def retriable(rules: RetryRules, error: grpc.aio.AioRpcError, metadata: Metadata) -> bool:
+    """Whether a failed attempt may be made again on another endpoint, by ``rules``."""
+    if refused(rules, error) or never_sent(error):
+        return True
+    return error.code() in rules.idempotent_retry and rules.idempotent(metadata)
+
+
+def forwarded(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
     """The client's metadata that goes on to the replica (tracing headers included)."""
     if not metadata:
         return ()
     return tuple(
         [
-            (item.key, item.value)
-            for item in metadata
-            if item.key not in _HOP and not item.key.startswith(_RESERVED)
+            (key, value)
+            for key, value in metadata
+            if key not in _HOP and not key.startswith(_RESERVED)
         ]
     )
 
 
-def idempotent(metadata: Metadata) -> bool:
-    return any(key == IDEMPOTENT and value in ("true", "1") for key, value in metadata)
-
-
-def retriable(error: grpc.aio.AioRpcError, metadata: Metadata) -> bool:
-    """Whether a failed attempt may be made again on another endpoint (module docs)."""
-    if refused(error) or never_sent(error):
-        return True
-    return error.code() in IDEMPOTENT_RETRY and idempotent(metadata)
-
-
 class Forwarder:
-    """The ModelInfer handler: raw request bytes in, raw response bytes out."""
+    """The ModelInfer handler: raw request bytes in, raw response bytes out, retried
+    and observed by ``rules``."""
 
-    def __init__(self, table: Table, health: Health) -> None:
+    def __init__(self, table: Table, health: Health, *, rules: RetryRules = RULES) -> None:
         self._table = table
         self._health = health
+        self._rules = rules
 
     async def __call__(self, request: bytes, context: Context) -> bytes:
         if telemetry.enabled():
@@ -134,7 +99,7 @@ class Forwarder:
                 return await self._send(member, request, context, metadata)
             return await self._attempt(member, request, context, metadata, seen)
         except grpc.aio.AioRpcError as error:
-            other = self._other(member) if retriable(error, metadata) else None
+            other = self._other(member) if retriable(self._rules, error, metadata) else None
             if other is None:
                 await _abort(context, error)
         try:
@@ -171,7 +136,9 @@ class Forwarder:
             code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            telemetry.end_client_span(span, context.code() or code, details)
+            # grpc's stubs say code() always has one; it is None until the handler sets one.
+            ended = cast("grpc.StatusCode | None", context.code())
+            telemetry.end_client_span(span, ended or code, details)
 
     async def _send(
         self, member: Member, request: bytes, context: Context, metadata: Metadata
@@ -203,12 +170,12 @@ class Forwarder:
 
     def _observe(self, member: Member, error: grpc.aio.AioRpcError, seconds: float) -> None:
         code = error.code()
-        if refused(error):
+        if refused(self._rules, error):
             self._health.refused(member.endpoint)
-        elif code in ERRORS:
+        elif code in self._rules.weight_errors:
             member.failed += 1
             member.failed_seconds += seconds
-            if code in REPLICA_FAULTS:
+            if code in self._rules.replica_faults:
                 self._health.failed(member.endpoint)
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             member.samples += 1  # out of time: at least this slow

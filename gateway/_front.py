@@ -15,6 +15,7 @@ import grpc
 
 import astra
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
+from astra.inference import ServerHealth
 from gateway._endpoints import SERVICE
 from gateway._forward import Forwarder, unknown
 from gateway._table import Route, Table
@@ -24,23 +25,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 SERVER_NAME = "astra-gateway"
 
 
-class Metadata:
-    """ServerLive, ServerReady, ModelReady, ServerMetadata and ModelMetadata."""
+class Metadata(ServerHealth):
+    """ServerLive, ServerReady (ready once the routes are in), ModelReady,
+    ServerMetadata and ModelMetadata."""
 
     def __init__(self, table: Table) -> None:
         self._table = table
         self._tensors: dict[tuple[str, str], tuple[Route, pb.ModelMetadataResponse]] = {}
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
-
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
-    ) -> pb.ServerReadyResponse:
-        """Ready once the routes are in."""
-        return pb.ServerReadyResponse(ready=self._table.synced)
+    def server_ready(self) -> bool:
+        return self._table.synced
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context
@@ -112,7 +106,20 @@ class Metadata:
         raise AssertionError("abort returned")
 
 
-def _typed(method: Callable[[Any, Context], Awaitable[Any]], request: Any) -> grpc.RpcMethodHandler:
+def service_handler(
+    service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+) -> grpc.ServiceRpcHandler:
+    """``service``'s methods as one handler, as :meth:`astra.server.Server.add_generic_handler`
+    takes them."""
+    handler = grpc.method_handlers_generic_handler(service, handlers)
+    # grpc's stubs say GenericRpcHandler; grpc makes a ServiceRpcHandler (it is named).
+    assert isinstance(handler, grpc.ServiceRpcHandler)
+    return handler
+
+
+def _typed(
+    method: Callable[[Any, Context], Awaitable[Any]], request: Any
+) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(
         method,
         request_deserializer=request.FromString,
@@ -120,11 +127,11 @@ def _typed(method: Callable[[Any, Context], Awaitable[Any]], request: Any) -> gr
     )
 
 
-def inference_service(table: Table, forward: Forwarder) -> grpc.GenericRpcHandler:
+def inference_service(table: Table, forward: Forwarder) -> grpc.ServiceRpcHandler:
     """The whole ``inference.GRPCInferenceService`` of the gateway: ModelInfer on raw
     bytes (no serializer either way), the rest typed."""
     metadata = Metadata(table)
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "ModelInfer": grpc.unary_unary_rpc_method_handler(forward),
         "ServerLive": _typed(metadata.ServerLive, pb.ServerLiveRequest),
         "ServerReady": _typed(metadata.ServerReady, pb.ServerReadyRequest),
@@ -132,4 +139,4 @@ def inference_service(table: Table, forward: Forwarder) -> grpc.GenericRpcHandle
         "ServerMetadata": _typed(metadata.ServerMetadata, pb.ServerMetadataRequest),
         "ModelMetadata": _typed(metadata.ModelMetadata, pb.ModelMetadataRequest),
     }
-    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+    return service_handler(SERVICE, handlers)

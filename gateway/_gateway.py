@@ -19,6 +19,7 @@ from gateway._health import Health
 from gateway._lane import FastLane
 from gateway._orca import follow_reports
 from gateway._routes import RouteWatcher
+from gateway._rules import RULES, RetryRules
 from gateway._table import Table
 from gateway._telemetry import observe_weights
 from gateway._weights import WeightPolicy
@@ -50,6 +51,8 @@ class Gateway:
             grpc.aio server behind it on loopback; only with the native core (with the
             pure-Python one, the grpc.aio server alone serves).
         lane_connections: the fast lane's HTTP/2 connections per endpoint address.
+        rules: which failures are retried and which count against a replica, on
+            either front (see :mod:`gateway._rules`).
     """
 
     def __init__(
@@ -63,11 +66,13 @@ class Gateway:
         broker: BrokerOptions | None = None,
         fast_lane: bool = True,
         lane_connections: int = 1,
+        rules: RetryRules = RULES,
     ) -> None:
         self.policy = policy or WeightPolicy()
         self._address = address
         self._grace = grace
         self._lane_connections = lane_connections
+        self._rules = rules
         self.lane: FastLane | None = None
         self._fast_lane = fast_lane and _native.IMPLEMENTATION == "native"
         # ModelInfer, the hot path, skips the interceptors while they would only log it.
@@ -85,7 +90,7 @@ class Gateway:
         self.health = Health(self.table, lambda work, name: self.server.spawn(work, name=name))
         self.routes = RouteWatcher(scheduler, self.table.apply, models=models)
         self.server.add_generic_handler(
-            inference_service(self.table, Forwarder(self.table, self.health))
+            inference_service(self.table, Forwarder(self.table, self.health, rules=rules))
         )
         self._broker = None if broker is None else broker.broker()
         if self._broker is not None:
@@ -108,6 +113,7 @@ class Gateway:
                 inner=self.server.address,
                 forward=not telemetry.enabled(),
                 connections=self._lane_connections,
+                rules=self._rules,
             )
             self.lane.start()
         self.server.spawn(self.routes.run(), name="gateway.routes")

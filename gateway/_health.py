@@ -70,10 +70,7 @@ class Health:
     async def _probe(self, endpoint: Endpoint, delay: float) -> None:
         """After ``delay``, ask the replica whether it is ready: back into its routes if
         so; otherwise a drain is probed again, an ejection lengthened."""
-        while not endpoint.retired:
-            await asyncio.sleep(delay)
-            if endpoint.retired:
-                return
+        while await _listed_after(endpoint, delay):
             if await self._ready(endpoint):
                 _log.info("%s is ready again", endpoint.address)
                 endpoint.failures_in_row = 0
@@ -96,3 +93,12 @@ class Health:
             _log.debug("probe of %s: %s", endpoint.address, exc.code().name)
             return False
         return bool(response.ready)
+
+
+async def _listed_after(endpoint: Endpoint, delay: float) -> bool:
+    """Whether ``endpoint`` is still in the routes after ``delay`` seconds (False at
+    once if it is not now)."""
+    if endpoint.retired:
+        return False
+    await asyncio.sleep(delay)
+    return not endpoint.retired

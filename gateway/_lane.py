@@ -6,8 +6,9 @@ call (the other methods, health, reflection, ``astra.v1.AsyncInferenceService``,
 unknown or unroutable models, malformed or compressed requests) is relayed stream by
 stream to the gateway's grpc.aio server, which then listens on loopback only and answers
 as it does without the lane. With OpenTelemetry on, ModelInfer goes to that server too
-(it makes the spans). The forwarding rules are :mod:`gateway._forward`'s (retry once,
-idempotent retries, the deadline passed on); ``gateway/src/lane.hpp`` has the details.
+(it makes the spans). It forwards as :mod:`gateway._forward` does (retry once, the
+deadline passed on), by the same :class:`~gateway._rules.RetryRules`, handed to it at
+construction; ``gateway/src/lane.hpp`` has the details.
 
 Python keeps the weights and health: the lane learns which endpoint address each slot
 holds (:meth:`FastLane.set_slot`, called by the table), counts per slot what it sees
@@ -21,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import time
 from enum import IntEnum
-from typing import Any
+from typing import cast
 
 from gateway._health import Health
+from gateway._rules import RULES, RetryRules, status_number, status_numbers
 from gateway._table import Table
 
 
@@ -53,6 +55,7 @@ class FastLane:
         inner: the inner grpc.aio server's ``host:port``.
         forward: forward ModelInfer itself (off with telemetry on).
         connections: HTTP/2 connections per endpoint address.
+        rules: which failures are retried and which count against a replica.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class FastLane:
         inner: str,
         forward: bool,
         connections: int = 1,
+        rules: RetryRules = RULES,
     ) -> None:
         from gateway import _core
 
@@ -71,14 +75,26 @@ class FastLane:
         inner_host, inner_port = split_address(inner)
         self._table = table
         self._health = health
-        self._lane: Any = _core.Lane(
-            table.router,
+        # Type checkers see the twin's Router (gateway._native); a lane runs on the native
+        # one only, which _core.Lane checks.
+        router = cast("_core.Router", table.router)
+        self._lane = _core.Lane(
+            router,
             host,
             port,
             inner_host,
             inner_port,
             forward=forward,
             connections=connections,
+            rules=_core.RetryRules(
+                refused_trailer=rules.refused_trailer,
+                refused_code=status_number(rules.refused_code),
+                idempotent_key=rules.idempotent_key,
+                idempotent_values=sorted(rules.idempotent_values),
+                idempotent_retry=status_numbers(rules.idempotent_retry),
+                weight_errors=status_numbers(rules.weight_errors),
+                replica_faults=status_numbers(rules.replica_faults),
+            ),
         )
         self._host = host
         self._loop: asyncio.AbstractEventLoop | None = None

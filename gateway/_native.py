@@ -2,7 +2,8 @@
 pure-Python twin when ``ASTRA_PURE_PYTHON=1`` (or, with a warning, when the native
 module was never built).
 
-Both give the same picks for the same inputs; tests import each by name.
+Both give the same picks for the same inputs; tests import each by name. Type
+checkers see the twin's classes: the native ones have the same API (``_core.pyi``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _log = logging.getLogger(__name__)
 
@@ -56,9 +57,14 @@ MAX_WEIGHT: int = _impl.MAX_WEIGHT
 NO_ENDPOINT: int = _impl.NO_ENDPOINT
 SCALE: int = _impl.SCALE
 UNKNOWN: int = _impl.UNKNOWN
-Picker = _impl.Picker
-Router = _impl.Router
-model_of = _impl.model_of
+if TYPE_CHECKING:
+    from gateway._picker import Picker
+    from gateway._router import Router
+    from gateway._wire import model_of
+else:
+    Picker = _impl.Picker
+    Router = _impl.Router
+    model_of = _impl.model_of
 
 __all__ = [
     "IMPLEMENTATION",

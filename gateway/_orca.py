@@ -57,7 +57,9 @@ async def follow_reports(endpoint: Endpoint, policy: WeightPolicy) -> None:
     """Keep ``endpoint.report`` fresh from its replica's out-of-band stream, a report
     per weight interval, until the endpoint retires. A broken stream is opened again
     after a backoff; a replica without ORCA (UNIMPLEMENTED) is left alone."""
-    stream = endpoint.channel.unary_stream(STREAM_CORE_METRICS)
+    stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = endpoint.channel.unary_stream(
+        STREAM_CORE_METRICS
+    )
     backoff = Backoff(base=0.5, cap=10.0)
     while not endpoint.retired:
         try:

@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from astra._gen.astra.v1 import scheduler_service_pb2 as ss
-from astra._gen.astra.v1 import scheduler_service_pb2_grpc as ss_grpc
 from astra.rpc import Backoff, open_channel
 
 _log = logging.getLogger(__name__)
+
+#: The Scheduler's route stream.
+WATCH_ROUTES = f"/{ss.DESCRIPTOR.services_by_name['SchedulerService'].full_name}/WatchRoutes"
 
 Apply = Callable[[ss.WatchRoutesResponse], None]
 
@@ -43,7 +45,13 @@ class RouteWatcher:
     ) -> None:
         self._backoff = backoff or Backoff(base=0.1, cap=5.0)
         self._channel = open_channel(target, backoff=self._backoff)
-        self._stub = ss_grpc.SchedulerServiceStub(self._channel)
+        self._watch: grpc.aio.UnaryStreamMultiCallable[
+            ss.WatchRoutesRequest, ss.WatchRoutesResponse
+        ] = self._channel.unary_stream(
+            WATCH_ROUTES,
+            request_serializer=ss.WatchRoutesRequest.SerializeToString,
+            response_deserializer=ss.WatchRoutesResponse.FromString,
+        )
         self._apply = apply
         self._models = list(models)
         self._target = target
@@ -76,9 +84,7 @@ class RouteWatcher:
 
     async def _follow(self) -> None:
         start = self.revision + 1 if self.revision else 0
-        stream = self._stub.WatchRoutes(
-            ss.WatchRoutesRequest(models=self._models, start_revision=start)
-        )
+        stream = self._watch(ss.WatchRoutesRequest(models=self._models, start_revision=start))
         async for message in stream:
             self._apply(message)
             self.revision = message.revision

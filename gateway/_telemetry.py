@@ -64,7 +64,7 @@ def record_request(observed: Observed, code: grpc.StatusCode, seconds: float) ->
     if _requests is None or _requests.meter is not meter:
         _requests = _Requests(meter)
     route = observed.route
-    attributes = {
+    attributes: dict[str, str | int] = {
         "model": "" if route is None else route.model,
         "version": "" if route is None else route.version,
         "rpc.grpc.status_code": code.value[0],

@@ -18,8 +18,8 @@ The effective weight of endpoint *i* of a route is::
   grows with the requests in flight too (Little's law), so the cost grows as their
   square; a factor of the cost itself moved each interval's weights twice as far as
   the imbalance it answered, and identical replicas took turns at being swamped and
-  idle (two fifths of their throughput lost under a 20 ms service time). Its square root
-  answers in proportion.
+  idle (the throughput that cost is in docs/gateway.md). Its square root answers in
+  proportion.
 - ``reported_i``, what the replica reports, as gRPC's weighted_round_robin reads ORCA
   reports: ``capacity_i = rps / (utilization + eps / rps * error_penalty)`` per unit of
   base weight, relative to their geometric mean: ``clamp(capacity_i / mean_capacity,

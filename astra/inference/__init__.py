@@ -1,6 +1,8 @@
-"""The Open Inference Protocol's tensors as numpy arrays, both ways, shared by the
-replicas that serve it and the clients (``astra infer``) that call it."""
+"""The Open Inference Protocol, shared by the replicas that serve it, the gateway and
+the clients (``astra infer``) that call it: its tensors as numpy arrays, both ways, and
+its server health (:class:`ServerHealth`)."""
 
+from astra.inference._health import ServerHealth
 from astra.inference._tensors import (
     CONTENTS_FIELD,
     DTYPES,
@@ -17,6 +19,7 @@ __all__ = [
     "CONTENTS_FIELD",
     "DTYPES",
     "ONNX_DATATYPES",
+    "ServerHealth",
     "TensorDataError",
     "TensorSpec",
     "decode_raw",

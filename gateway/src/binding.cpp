@@ -1,5 +1,6 @@
 // gateway._core: the Python binding of the routing core and the fast lane. Thin on
-// purpose: the logic is in wire.cpp, picker.cpp, router.cpp and lane.cpp;
+// purpose: the logic is in wire.cpp, picker.cpp, router.cpp and lane.cpp (and the parts
+// it names);
 // gateway/_picker.py and gateway/_router.py are the pure-Python twin of the routing
 // core's API (the fast lane has none: without it the grpc.aio server takes every call).
 #include <nanobind/nanobind.h>
@@ -21,6 +22,7 @@ namespace nb = nanobind;
 using namespace nb::literals;
 using astra::gateway::Lane;
 using astra::gateway::Picker;
+using astra::gateway::RetryRules;
 using astra::gateway::Router;
 
 namespace {
@@ -101,15 +103,22 @@ NB_MODULE(_core, m) {
       },
       "headers"_a);
 
+  // The rules come from gateway/_rules.py's RetryRules (gateway/_lane.py hands them over).
+  nb::class_<RetryRules>(m, "RetryRules")
+      .def(nb::init<std::string, int, std::string, std::vector<std::string>, const std::vector<int>&,
+                    const std::vector<int>&, const std::vector<int>&>(),
+           nb::kw_only(), "refused_trailer"_a, "refused_code"_a, "idempotent_key"_a, "idempotent_values"_a,
+           "idempotent_retry"_a, "weight_errors"_a, "replica_faults"_a);
+
   nb::class_<Lane>(m, "Lane")
       .def(
           "__init__",
           [](Lane* self, const Router& router, const std::string& host, int port, const std::string& inner_host,
-             int inner_port, bool forward, int connections) {
-            new (self) Lane(router, {host, port, inner_host, inner_port, forward, connections});
+             int inner_port, const RetryRules& rules, bool forward, int connections) {
+            new (self) Lane(router, rules, {host, port, inner_host, inner_port, forward, connections});
           },
-          "router"_a, "host"_a, "port"_a, "inner_host"_a, "inner_port"_a, "forward"_a = true,
-          "connections"_a = 1, nb::keep_alive<1, 2>())
+          "router"_a, "host"_a, "port"_a, "inner_host"_a, "inner_port"_a, nb::kw_only(), "rules"_a,
+          "forward"_a = true, "connections"_a = 1, nb::keep_alive<1, 2>())
       .def_prop_ro("port", &Lane::port)
       .def_prop_ro("event_fd", &Lane::event_fd)
       .def("set_slot", &Lane::set_slot, "slot"_a, "address"_a)

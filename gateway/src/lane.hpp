@@ -4,11 +4,17 @@
 // picked, over HTTP/2 connections this lane keeps to each endpoint address; everything
 // else (other methods, unroutable requests, compressed or malformed messages) is relayed
 // stream by stream to the gateway's inner grpc.aio server, which answers as it would on
-// its own. Forwarding keeps the semantics of gateway/_forward.py: one retry on another
-// endpoint when the first attempt never ran (no connection, REFUSED_STREAM, beyond a
-// GOAWAY, or a refusal trailer) or the request is idempotent; the client's deadline goes
-// on (grpc-timeout, less the time spent); per-slot counters and health events feed the
-// Python side (take_stats, take_events).
+// its own. Forwarding keeps the semantics of gateway/_forward.py, by the same table of
+// rules (RetryRules, handed over from gateway/_rules.py): one retry on another endpoint
+// when the first attempt never ran (no connection, REFUSED_STREAM, beyond a GOAWAY, or a
+// refusal) or the request is idempotent; the client's deadline goes on (grpc-timeout,
+// less the time spent); per-slot counters and health events feed the Python side
+// (take_stats, take_events).
+//
+// The parts, each in its own file: the event loop and sockets (loop.hpp), the slots
+// shared with Python and their statistics (slots.hpp), the connections (connection.hpp),
+// the calls, forwarding and retries (proxy.hpp), the rules (rules.hpp), gRPC's details
+// (grpc.hpp). This class owns them and the thread.
 //
 // Costs: a forwarded call is one route (a hash lookup and a pick), one copy of its
 // request and of its response, and the frames; each loop wakeup then writes what every
@@ -16,13 +22,13 @@
 // loop sweep the endpoints (O(slots + endpoint addresses)).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "router.hpp"
+#include "rules.hpp"
 
 namespace astra::gateway {
 
@@ -32,7 +38,7 @@ struct SlotStats {
   int64_t in_flight;  // now
   int64_t samples;    // answered, or out of time
   double sample_seconds;
-  int64_t failed;     // failures that lower the weight (gateway/_forward.py ERRORS)
+  int64_t failed;     // failures that lower the weight (RetryRules' weight errors)
   double failed_seconds;
 };
 
@@ -56,8 +62,9 @@ class Lane {
     int connections = 1;     // HTTP/2 connections per endpoint address
   };
 
-  // Listens and starts the loop thread. Throws std::runtime_error when it cannot listen.
-  Lane(const Router& router, Options options);
+  // Listens and starts the loop thread, forwarding by `rules`. Throws
+  // std::runtime_error when it cannot listen.
+  Lane(const Router& router, RetryRules rules, Options options);
   ~Lane();
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;

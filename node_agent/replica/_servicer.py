@@ -15,6 +15,7 @@ import astra
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra._gen.inference import grpc_predict_v2_pb2_grpc
 from astra.errors import NotFoundError
+from astra.inference import ServerHealth
 from node_agent.replica._load import LOAD_HEADER, LoadTracker
 from node_agent.replica._model import OnnxModel, Prepared
 from node_agent.replica._orca import ORCA_TRAILER, to_orca
@@ -60,7 +61,7 @@ class Gate:
         await self._idle.wait()
 
 
-class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(ServerHealth, grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     """Serves ``models`` (by name and version; the first declared version of a name is
     its default) through ``executor``'s inference workers.
 
@@ -104,15 +105,8 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             raise NotFoundError(f"{wanted} is not served here; serving: {serving}")
         return model
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
-
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
-    ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.gate.open)
+    def server_ready(self) -> bool:
+        return self.gate.open
 
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: Context

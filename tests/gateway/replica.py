@@ -19,8 +19,9 @@ import numpy as np
 
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
 from astra._gen.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from astra.inference import ServerHealth
 from astra.server import Server
-from gateway._forward import REFUSED
+from gateway import REFUSED
 from gateway._orca import STREAM_CORE_METRICS
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -52,7 +53,7 @@ def served_by(response: pb.ModelInferResponse) -> str:
 UNLIMITED = (("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1))
 
 
-class Replica(pb_grpc.GRPCInferenceServiceServicer):
+class Replica(ServerHealth, pb_grpc.GRPCInferenceServiceServicer):
     """One replica serving ``models`` ((name, version) pairs) at ``address`` (by default
     a free port)."""
 
@@ -109,15 +110,8 @@ class Replica(pb_grpc.GRPCInferenceServiceServicer):
     async def stop(self) -> None:
         await self.server.shutdown()
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
-
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
-    ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=not self.draining and self.fail_with is None)
+    def server_ready(self) -> bool:
+        return not self.draining and self.fail_with is None
 
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: Context

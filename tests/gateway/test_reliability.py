@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from typing import Any
 
 import grpc
 import pytest
 
 from astra.testing import free_port
-from gateway import IDEMPOTENT
+from gateway import IDEMPOTENT, RetryRules
 from gateway._endpoints import State
 from tests.gateway.conftest import Setup
 from tests.gateway.replica import Replica, add_request, served_by
@@ -73,13 +74,15 @@ async def test_a_request_that_cannot_connect_is_retried_on_another_endpoint(setu
     assert gateway.table.endpoints[dead].state is State.EJECTED
 
 
-async def _broken_and_fine(setup: Setup) -> tuple[Replica, Replica]:
-    """Two replicas of one route; the first fails every request with INTERNAL."""
+async def _broken_and_fine(
+    setup: Setup, fault: grpc.StatusCode = grpc.StatusCode.INTERNAL, **options: Any
+) -> tuple[Replica, Replica]:
+    """Two replicas of one route; the first fails every request with ``fault``."""
     broken = await setup.replica("broken")
     fine = await setup.replica("fine")
-    broken.fail_with = grpc.StatusCode.INTERNAL
+    broken.fail_with = fault
     await setup.feed.publish([route("add", "1", broken.address, fine.address)])
-    await setup.start_gateway()
+    await setup.start_gateway(**options)
     return broken, fine
 
 
@@ -106,6 +109,44 @@ async def test_an_idempotent_request_is_retried_once_on_another_endpoint(setup: 
         response = await stub.ModelInfer(add_request([1.0]), metadata=((IDEMPOTENT, "true"),))
         assert served_by(response) == "fine"
     assert broken.attempts >= 1 and fine.served == 6
+
+
+async def test_both_fronts_retry_by_the_rules_they_are_given(setup: Setup) -> None:
+    rules = RetryRules(
+        idempotent_key="x-twice", idempotent_retry=frozenset({grpc.StatusCode.ABORTED})
+    )
+    broken, fine = await _broken_and_fine(setup, grpc.StatusCode.ABORTED, rules=rules)
+    stub = setup.stub()
+    for _ in range(6):
+        response = await stub.ModelInfer(add_request([1.0]), metadata=(("x-twice", "1"),))
+        assert served_by(response) == "fine"
+    tried = broken.attempts
+    assert tried >= 1
+    failed = 0
+    for _ in range(6):  # the default key is not these rules' key
+        try:
+            await stub.ModelInfer(add_request([1.0]), metadata=((IDEMPOTENT, "true"),))
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.ABORTED
+            failed += 1
+    assert failed >= 1 and failed == broken.attempts - tried and fine.served == 12 - failed
+
+
+async def test_both_fronts_eject_by_the_rules_they_are_given(setup: Setup) -> None:
+    rules = RetryRules(replica_faults=frozenset())
+    broken, _ = await _broken_and_fine(setup, rules=rules)
+    gateway = setup.gateway
+    assert gateway is not None
+    stub = setup.stub()
+    failures = 0
+    for _ in range(40):
+        try:
+            await stub.ModelInfer(add_request([1.0]))
+        except grpc.aio.AioRpcError:
+            failures += 1
+    # INTERNAL lowers its weight but is no replica fault here: it stays in the routes.
+    assert failures > gateway.policy.eject_after
+    assert gateway.table.endpoints[broken.address].state is State.READY
 
 
 async def test_the_clients_deadline_and_metadata_reach_the_replica(setup: Setup) -> None:
