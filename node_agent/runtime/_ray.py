@@ -41,7 +41,6 @@ from node_agent.runtime._procs import (
 )
 
 _log = logging.getLogger(__name__)
-Phase = replica_pb2.ReplicaPhase.ValueType
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 #: Ray rewrites these to the machine's outward address; Ray on a loopback node uses this.
 _LOOPBACK_RAY_IP = "127.0.0.2"
@@ -271,7 +270,7 @@ class _Unit:
         """A head's key namespace in Redis."""
         return f"astra-{self._id}"
 
-    def _report(self, phase: Phase, message: str = "") -> None:
+    def _report(self, phase: replica_pb2.ReplicaPhase, message: str = "") -> None:
         ready = phase in (replica_pb2.REPLICA_PHASE_READY, replica_pb2.REPLICA_PHASE_DRAINING)
         self._runtime._send(
             node_service_pb2.ReplicaStatusReport(

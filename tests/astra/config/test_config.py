@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import click
+import pytest
 from click.testing import CliRunner
 
 from astra.config import (
