@@ -21,7 +21,13 @@ from node_agent._probe import (
     read_usage,
 )
 from node_agent._reporter import StatusReporter
-from node_agent._runtime import ReplicaRuntime, ReportStatus, RuntimeFactory, load_runtime_factory
+from node_agent._runtime import (
+    NamedRuntime,
+    ReplicaRuntime,
+    ReportStatus,
+    RuntimeFactory,
+    load_runtime_factory,
+)
 
 __all__ = [
     "LEAVE_TIMEOUT",
@@ -31,6 +37,7 @@ __all__ = [
     "Gpu",
     "Machine",
     "Membership",
+    "NamedRuntime",
     "NodeAgent",
     "RegistrationError",
     "ReplicaRuntime",

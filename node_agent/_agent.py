@@ -83,7 +83,9 @@ class NodeAgent:
             RegistrationError: the Resource service refused the node for good.
         """
         config = self._config
-        machine = self._machine or await asyncio.to_thread(probe_machine)
+        machine = self._machine
+        if machine is None:
+            machine = await asyncio.to_thread(probe_machine)
         membership = Membership(config, machine, usage=self._usage, on_drain=self.request_drain)
         channel = open_channel(
             config.server, backoff=Backoff(base=config.backoff_base, cap=config.backoff_cap)

@@ -8,11 +8,12 @@ from collections.abc import Iterable
 
 import grpc
 
-from astra._gen.astra.v1 import node_service_pb2, node_service_pb2_grpc, replica_pb2
+from astra._gen.astra.v1 import node_service_pb2, replica_pb2
 from astra.rpc import TRANSIENT, Backoff
 from node_agent._config import AgentConfig
 from node_agent._reporter import StatusReporter
 from node_agent._runtime import ReplicaRuntime
+from node_agent._stubs import node_stub
 
 _log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Assignments:
         runtime: ReplicaRuntime | None,
         reporter: StatusReporter,
     ) -> None:
-        self._stub = node_service_pb2_grpc.NodeServiceStub(channel)
+        self._stub = node_stub(channel)
         self._config = config
         self._runtime = runtime
         self._reporter = reporter

@@ -1,4 +1,4 @@
-"""What one node agent is configured with."""
+"""What one node agent is configured with: its part of the settings, resolved once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import astra
+from astra.config import Settings
+from node_agent._probe import address_towards
+
+
+def node_address(settings: Settings) -> str:
+    """Where the node's replicas are reached: ``node_address`` if set, else this host's
+    address towards the API."""
+    return settings.node_address or address_towards(settings.api_address)
+
+
+def with_node_address(settings: Settings) -> Settings:
+    """``settings`` with ``node_address`` resolved (:func:`node_address`): the agent
+    resolves it once and hands the result to its runtime."""
+    return settings.model_copy(update={"node_address": node_address(settings)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +52,20 @@ class AgentConfig:
     backoff_base: float = 0.1
     backoff_cap: float = 5.0
     agent_version: str = astra.__version__
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgentConfig:
+        """The agent's configuration from its settings."""
+        return cls(
+            node_id=settings.node_id,
+            server=settings.api_address,
+            address=node_address(settings),
+            zone=settings.node_zone,
+            accelerator=settings.node_accelerator,
+            labels=settings.node_labels,
+            heartbeat_interval=settings.heartbeat_interval,
+            drain_timeout=settings.drain_timeout,
+        )
 
     @property
     def name(self) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from astra._gen.astra.v1 import resource_service_pb2, resource_service_pb2_grpc
+from astra._gen.astra.v1 import resource_service_pb2
+from node_agent._stubs import ResourceStub
 
 
 async def heartbeat_stream(
-    stub: resource_service_pb2_grpc.ResourceServiceStub,
+    stub: ResourceStub,
     *,
     beat: Callable[[], resource_service_pb2.HeartbeatRequest | None],
     follow: Callable[[resource_service_pb2.HeartbeatDirective], Awaitable[None]],

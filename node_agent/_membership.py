@@ -12,12 +12,12 @@ from astra._gen.astra.v1 import (
     common_pb2,
     node_pb2,
     resource_service_pb2,
-    resource_service_pb2_grpc,
 )
 from astra.rpc import Backoff, open_channel, retry_call
 from node_agent._config import AgentConfig
 from node_agent._heartbeat import heartbeat_stream
 from node_agent._probe import Machine
+from node_agent._stubs import resource_stub
 
 _log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Membership:
         self._backoff = Backoff(base=config.backoff_base, cap=config.backoff_cap)
         self._address = config.server
         self._channel = open_channel(self._address, backoff=self._backoff)
-        self._stub = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
+        self._stub = resource_stub(self._channel)
         self._uid = ""
         self._interval = config.heartbeat_interval
         #: Why the node leaves, once it does.
@@ -195,7 +195,7 @@ class Membership:
         await self._channel.close()
         self._address = address
         self._channel = open_channel(address, backoff=self._backoff)
-        self._stub = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
+        self._stub = resource_stub(self._channel)
 
     # -- leaving -----------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ import time
 import grpc
 
 from astra import telemetry
-from astra._gen.astra.v1 import resource_service_pb2, resource_service_pb2_grpc
+from astra._gen.astra.v1 import resource_service_pb2
 from astra.rpc import TRANSIENT, Backoff, retry_call
+from node_agent._stubs import resource_stub
 
 #: How often the node is looked up while its agent drains.
 _POLL = 0.2
@@ -29,7 +30,7 @@ async def prestop(server: str, node_id: str, *, timeout: float, reason: str = "P
     name = f"nodes/{node_id}"
     deadline = time.monotonic() + timeout
     async with telemetry.channel(server) as channel:
-        stub = resource_service_pb2_grpc.ResourceServiceStub(channel)
+        stub = resource_stub(channel)
         try:
             await retry_call(
                 lambda: stub.DrainNode(

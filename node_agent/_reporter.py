@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 
-from astra._gen.astra.v1 import node_service_pb2, node_service_pb2_grpc, replica_pb2
+from astra._gen.astra.v1 import node_service_pb2, replica_pb2
 from astra.rpc import Backoff, retry_call
 from node_agent._config import AgentConfig
+from node_agent._stubs import node_stub
 
 _log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class StatusReporter:
         *,
         on_removed: Callable[[list[str]], Awaitable[None]],
     ) -> None:
-        self._stub = node_service_pb2_grpc.NodeServiceStub(channel)
+        self._stub = node_stub(channel)
         self._config = config
         self._on_removed = on_removed
         self._backoff = Backoff(base=config.backoff_base, cap=config.backoff_cap)
@@ -50,7 +51,7 @@ class StatusReporter:
         self._idle.set()
         self._changed = asyncio.Event()
         #: The latest phase the runtime reported for each replica it runs.
-        self.phases: dict[str, replica_pb2.ReplicaPhase.ValueType] = {}
+        self.phases: dict[str, replica_pb2.ReplicaPhase] = {}
 
     def report(self, status: node_service_pb2.ReplicaStatusReport) -> None:
         """Queue ``status`` for sending (the runtime's ``report`` callback)."""

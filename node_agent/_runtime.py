@@ -3,16 +3,19 @@
 The agent hands a :class:`ReplicaRuntime` the replicas assigned to its node and
 forwards every status the runtime reports to the Node service. A runtime is made by a
 :data:`RuntimeFactory` given the agent's ``report`` callback; ``astra agent
---runtime module:factory`` loads one by name.
+--runtime module:factory`` loads one by name (a :class:`NamedRuntime`), which is handed
+the agent's settings too.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from astra._gen.astra.v1 import node_service_pb2, replica_pb2
+from astra.config import Settings
 
 #: How a runtime reports a replica's phase (STARTING, READY with its endpoint, DRAINING,
 #: DRAINED, FAILED with a reason). Never blocks; the agent sends it on.
@@ -46,8 +49,16 @@ class ReplicaRuntime(Protocol):
 RuntimeFactory = Callable[[ReportStatus], ReplicaRuntime]
 
 
-def load_runtime_factory(spec: str) -> RuntimeFactory:
-    """The factory named ``module:attribute`` (e.g. ``mypkg.runtime:RayRuntime``).
+class NamedRuntime(Protocol):
+    """What ``--runtime module:attribute`` names: called with the agent's ``report``
+    callback and its settings (``node_address`` resolved), makes the runtime."""
+
+    def __call__(self, report: ReportStatus, *, settings: Settings) -> ReplicaRuntime: ...
+
+
+def load_runtime_factory(spec: str, settings: Settings) -> RuntimeFactory:
+    """The :class:`NamedRuntime` ``module:attribute`` (e.g.
+    ``node_agent.runtime:RayRuntime``), given ``settings``.
 
     Raises:
         ValueError: ``spec`` is not ``module:attribute`` or names nothing callable.
@@ -56,7 +67,7 @@ def load_runtime_factory(spec: str) -> RuntimeFactory:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"runtime {spec!r} must be module:attribute")
-    factory = getattr(importlib.import_module(module_name), attribute, None)
-    if not callable(factory):
+    named: NamedRuntime | None = getattr(importlib.import_module(module_name), attribute, None)
+    if not callable(named):
         raise ValueError(f"runtime {spec!r}: {module_name} has no callable {attribute}")
-    return factory  # type: ignore[no-any-return]
+    return functools.partial(named, settings=settings)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from astra.config._settings import Settings, env_name, flag_name, setting_fields
+from astra.config._settings import Flag, Settings, env_name, flag_name, setting_fields
 
 # click parameter name (``otel_exporter``) -> setting path (``("otel", "exporter")``).
 _PARAMS = {
@@ -22,7 +22,7 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for param, path in _PARAMS.items():
         value = params.pop(param)
-        if value is not None:
+        if value is not None and value != ():  # () is a repeatable flag not given
             target = overrides
             for part in path[:-1]:
                 target = target.setdefault(part, {})
@@ -41,8 +41,12 @@ def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     decorated: Callable[..., Any] = with_settings
     for path, info in reversed(list(setting_fields())):
+        flag = next((item for item in info.metadata if isinstance(item, Flag)), Flag())
+        param = flag_name(path).removeprefix("--").replace("-", "_")
         help_text = f"{info.description} [env: {env_name(path)}]"
-        decorated = click.option(flag_name(path), help=help_text)(decorated)
+        decorated = click.option(
+            flag_name(path), *flag.aliases, param, multiple=flag.multiple, help=help_text
+        )(decorated)
     return click.option(
         "--config",
         type=click.Path(path_type=Path, dir_okay=False),

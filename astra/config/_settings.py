@@ -5,17 +5,25 @@ environment variable, the TOML config file (``--config`` or ``ASTRA_CONFIG``), o
 default. Nested settings use ``__`` in the environment (``ASTRA_OTEL__EXPORTER``), a
 table in TOML (``[otel] exporter = "console"``) and dashes on the command line
 (``--otel-exporter``). Durations are seconds, or a number with a unit: ``500ms``,
-``1s``, ``2m``.
+``1s``, ``2m``. A mapping (``accelerator_factors``, ``node_labels``) is ``KEY=VALUE``
+pairs or a JSON object on the command line and in the environment, a table in TOML.
+
+The node agent's settings are top-level ``node_*`` ones, so their variables keep the
+names agents have always read (``ASTRA_NODE_ID``, ``ASTRA_NODE_ADDRESS``); a few keep
+a short flag besides their own (``--zone`` for ``--node-zone``: :class:`Flag`).
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,6 +34,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     ValidationError,
     model_validator,
@@ -69,14 +78,38 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "astra"
 
 
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """How a setting is given on the command line besides its own flag (metadata of its
+    annotation, read by :func:`~astra.config.settings_options`).
+
+    Attributes:
+        aliases: more flags for it, e.g. the short names a command had before it was a
+            setting (``--zone`` for ``--node-zone``).
+        multiple: the flag may be repeated; its values are joined.
+    """
+
+    aliases: tuple[str, ...] = ()
+    multiple: bool = False
+
+
 Seconds = Annotated[PositiveFloat, BeforeValidator(_parse_duration)]
 Address = Annotated[str, AfterValidator(_check_address)]
 #: The key of CPU-only replicas in ``accelerator_factors`` (their hardware is ``""``).
 CPU_FACTOR_KEY = "cpu"
 
 
+def _json_object(value: object) -> object:
+    """A string holding a JSON object, decoded; anything else as it is."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        return json.loads(value)
+    return value
+
+
 def _parse_factors(value: object) -> object:
-    """``"a=1.5,b=2"`` (a flag or an environment variable) as a mapping; ``cpu`` is ``""``."""
+    """``"a=1.5,b=2"`` or a JSON object (a flag or an environment variable) as a mapping;
+    ``cpu`` is ``""``."""
+    value = _json_object(value)
     if isinstance(value, str):
         pairs = [item.partition("=") for item in value.split(",") if item.strip()]
         bad = [key + sep + number for key, sep, number in pairs if not sep or not key.strip()]
@@ -96,6 +129,23 @@ def _check_factors(value: dict[str, float]) -> dict[str, float]:
             raise ValueError(
                 f"the factor of {key or CPU_FACTOR_KEY!r} must be above 0, got {factor}"
             )
+    return value
+
+
+def _parse_labels(value: object) -> object:
+    """``KEY=VALUE`` items (separated by spaces or commas, or one per repeated flag) or a
+    JSON object, as a mapping."""
+    value = _json_object(value)
+    if isinstance(value, tuple | list):
+        value = " ".join(map(str, value))
+    if isinstance(value, str):
+        labels = {}
+        for item in value.replace(",", " ").split():
+            key, sep, label = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"expected KEY=VALUE labels, got {item!r}")
+            labels[key] = label
+        return labels
     return value
 
 
@@ -195,6 +245,41 @@ class Settings(BaseSettings):
         description="performance factors of hardware in routing base weights, e.g. "
         "'nvidia-h100=4,nvidia-l4=2' ('cpu' for CPU-only replicas; unlisted: 1)",
     )
+    node_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="the node agent's node id (default: the host name)",
+    )
+    node_address: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the address the node's Ray nodes and replicas advertise and listen on "
+        "(default: this host's address towards the API)",
+    )
+    node_zone: Annotated[str, Flag(aliases=("--zone",))] = Field(
+        default="", description="the node's failure domain"
+    )
+    node_accelerator: Annotated[str, Flag(aliases=("--accelerator",))] = Field(
+        default="", description="the node's accelerator type (default: from the GPUs found)"
+    )
+    node_labels: Annotated[
+        dict[str, str],
+        NoDecode,
+        BeforeValidator(_parse_labels),
+        Flag(aliases=("--label",), multiple=True),
+    ] = Field(
+        default_factory=dict,
+        description="the node's placement labels, KEY=VALUE (the flag is repeatable; "
+        "space or comma separated in the environment)",
+    )
+    drain_timeout: Annotated[NonNegativeFloat, BeforeValidator(_parse_duration)] = Field(
+        default=30.0, description="time a node agent's graceful exit waits for replicas to drain"
+    )
+    agent_runtime: Annotated[str | None, Flag(aliases=("--runtime",))] = Field(
+        default=None,
+        description="module:factory of the node agent's replica runtime; without one, "
+        "assignments are only acknowledged",
+    )
 
     @model_validator(mode="after")
     def _check_failure_detection(self) -> Settings:
@@ -248,6 +333,30 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes :meth:`Settings.load` in a child process give back
+    ``settings``: ``base`` without any settings variable (nor ``ASTRA_CONFIG``: the file
+    was read), plus an ``ASTRA_*`` variable for every setting that has a value."""
+    ours = {env_name(path) for path, _ in setting_fields()} | {"ASTRA_CONFIG"}
+    env = {name: value for name, value in (base or {}).items() if name.upper() not in ours}
+    for path, _ in setting_fields():
+        value: Any = settings
+        for part in path:
+            value = getattr(value, part)
+        if value is not None:
+            env[env_name(path)] = _as_text(value)
+    return env
+
+
+def _as_text(value: object) -> str:
+    """A setting's value as a flag or an environment variable gives it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value))
+    return str(value)
 
 
 def setting_fields(

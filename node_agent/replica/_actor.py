@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import ray
+
 from astra import telemetry
 from astra._gen.astra.v1 import replica_pb2
 from astra.config import OtelSettings
@@ -18,6 +20,8 @@ class ReplicaActor:
 
     Ray runs its async methods on the actor's event loop, where the gRPC server lives
     too. Errors of :meth:`start` reach the driver as the cause of a ``RayTaskError``.
+    The methods are marked ``ray.method`` (nothing changes at run time), which is how
+    Ray types ``handle.method.remote()`` for the driver.
     """
 
     def __init__(self, replica: bytes, settings: dict[str, object]) -> None:
@@ -37,6 +41,7 @@ class ReplicaActor:
             telemetry.configure(otel.model_copy(update={"service_name": service_name}))
         self._server = ReplicaServer(spec.models, replica_settings)
 
+    @ray.method
     async def start(self) -> tuple[str, str]:
         """Load the models and serve; returns the endpoint and execution provider.
 
@@ -46,14 +51,17 @@ class ReplicaActor:
         serving = await self._server.start()
         return serving.endpoint, serving.execution_provider
 
+    @ray.method
     async def serve(self) -> None:
         """Return once the server has stopped (the driver watches the actor with it)."""
         await self._server.wait()
 
+    @ray.method
     async def drain(self) -> None:
         """Take no new inference; return once those in flight have finished."""
         await self._server.drain()
 
+    @ray.method
     async def stop(self) -> None:
         """Stop serving; flush telemetry (off the loop: exporting blocks)."""
         await self._server.stop()

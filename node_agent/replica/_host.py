@@ -105,6 +105,9 @@ async def run(config: HostConfig, out: BinaryIO, commands: asyncio.StreamReader)
                     await asyncio.wait_for(
                         asyncio.wrap_future(actor.stop.remote().future()), _STOP_TIMEOUT
                     )
+                # Ray types what .remote() made as the handle or the class (so that its
+                # methods type-check); it is the handle.
+                assert isinstance(actor, ray.actor.ActorHandle)
                 ray.kill(actor)
                 return 0
             command = raw.strip().decode()

@@ -33,7 +33,9 @@ MIN_INTERVAL = 0.1
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _field(name: str, number: int, kind: int, *, type_name: str = "", repeated: bool = False) -> _F:
+def _field(
+    name: str, number: int, kind: _F.Type.ValueType, *, type_name: str = "", repeated: bool = False
+) -> _F:
     field = _F(name=name, number=number, type=kind)
     field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     if type_name:
@@ -136,6 +138,22 @@ def to_orca(report: LoadReport) -> Any:
     )
 
 
+class _OrcaService(grpc.ServiceRpcHandler):
+    """The ORCA service's one method, under its service name."""
+
+    def __init__(self, method: grpc.RpcMethodHandler[Any, Any]) -> None:
+        self._method = method
+
+    def service_name(self) -> str:
+        return ORCA_SERVICE
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        wanted = f"/{ORCA_SERVICE}/{ORCA_METHOD}"
+        return self._method if handler_call_details.method == wanted else None
+
+
 def orca_handler(load: Callable[[], LoadReport]) -> grpc.ServiceRpcHandler:
     """The out-of-band ORCA service: each stream gets ``load()`` every
     ``report_interval`` (at least :data:`MIN_INTERVAL`, :data:`DEFAULT_INTERVAL` when
@@ -149,9 +167,10 @@ def orca_handler(load: Callable[[], LoadReport]) -> grpc.ServiceRpcHandler:
             yield to_orca(load())
             await asyncio.sleep(max(MIN_INTERVAL, interval))
 
-    method = grpc.unary_stream_rpc_method_handler(
-        stream,
-        request_deserializer=OrcaLoadReportRequest.FromString,
-        response_serializer=lambda report: report.SerializeToString(),
+    return _OrcaService(
+        grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=OrcaLoadReportRequest.FromString,
+            response_serializer=lambda report: report.SerializeToString(),
+        )
     )
-    return grpc.method_handlers_generic_handler(ORCA_SERVICE, {ORCA_METHOD: method})

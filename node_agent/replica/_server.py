@@ -131,8 +131,8 @@ class ReplicaServer:
     def _pull(self, server: Server, models: list[tuple[str, str]]) -> None:
         """Pull queued inferences of ``models`` from the async broker, as a task the
         server owns."""
-        assert self._servicer is not None and self._settings.redis_url
         settings = self._settings
+        assert self._servicer is not None and settings.redis_url
         self._broker = Broker.from_url(settings.redis_url)
         consumer = Consumer(
             self._broker,

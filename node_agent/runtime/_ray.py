@@ -3,7 +3,7 @@ gets its own Ray node (its cluster's head, or a worker joined to the head) and, 
 a Ray actor serving its models (:mod:`node_agent.replica`).
 
 ``astra agent --runtime node_agent.runtime:RayRuntime`` runs it, configured from the
-environment (:meth:`RayRuntimeConfig.from_env`).
+agent's settings (:meth:`RayRuntimeConfig.from_settings`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from astra._gen.astra.v1 import node_service_pb2, replica_pb2
 from astra.config import Settings
 from astra.rpc import Backoff
 from astra.server import Tasks
-from node_agent._probe import address_towards, find_gpus
+from node_agent._config import node_address
+from node_agent._probe import find_gpus
 from node_agent._runtime import ReportStatus
 from node_agent.replica._protocol import DRAINED, EXIT_FAILED, FAILED, READY, HostConfig
 from node_agent.replica._settings import ReplicaSettings
@@ -40,7 +41,6 @@ from node_agent.runtime._procs import (
 )
 
 _log = logging.getLogger(__name__)
-Phase = replica_pb2.ReplicaPhase.ValueType
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 #: Ray rewrites these to the machine's outward address; Ray on a loopback node uses this.
 _LOOPBACK_RAY_IP = "127.0.0.2"
@@ -98,14 +98,12 @@ class RayRuntimeConfig:
     env: Mapping[str, str] | None = None
 
     @classmethod
-    def from_env(cls) -> RayRuntimeConfig:
-        """From ``ASTRA_*`` settings: the node address (``ASTRA_NODE_ADDRESS``, else this
-        host's address towards the API), ``redis_url``, and the model cache under
-        ``state_dir``; GPUs as the machine shows them."""
-        settings = Settings()
-        address = os.environ.get("ASTRA_NODE_ADDRESS") or address_towards(settings.api_address)
+    def from_settings(cls, settings: Settings) -> RayRuntimeConfig:
+        """From the agent's settings: the node address (``node_address``, else this
+        host's address towards the API), ``redis_url`` and ``broker.claim_idle``, and
+        the model cache under ``state_dir``; GPUs as the machine shows them."""
         return cls(
-            address=address,
+            address=node_address(settings),
             cache_dir=settings.state_dir / "models",
             redis_url=settings.redis_url,
             claim_idle=settings.broker.claim_idle,
@@ -125,13 +123,27 @@ class RayRuntime:
     cluster, a worker's head) restarts it; other changes are ignored.
     """
 
-    def __init__(self, report: ReportStatus, *, config: RayRuntimeConfig | None = None) -> None:
+    def __init__(
+        self,
+        report: ReportStatus,
+        *,
+        settings: Settings | None = None,
+        config: RayRuntimeConfig | None = None,
+    ) -> None:
         """
         Args:
             report: the agent's callback for replica statuses.
-            config: the runtime's configuration; :meth:`RayRuntimeConfig.from_env` if not given.
+            settings: the agent's settings, which make the configuration
+                (:meth:`RayRuntimeConfig.from_settings`) unless ``config`` is given.
+            config: the runtime's configuration.
+
+        Raises:
+            TypeError: neither ``settings`` nor ``config`` was given.
         """
-        config = config or RayRuntimeConfig.from_env()
+        if config is None:
+            if settings is None:
+                raise TypeError("RayRuntime needs the agent's settings or a RayRuntimeConfig")
+            config = RayRuntimeConfig.from_settings(settings)
         self._config = replace(config, ray_ip=config.ray_ip or ray_ip_for(config.address))
         self._report = report
         self._units: dict[str, _Unit] = {}
@@ -258,7 +270,7 @@ class _Unit:
         """A head's key namespace in Redis."""
         return f"astra-{self._id}"
 
-    def _report(self, phase: Phase, message: str = "") -> None:
+    def _report(self, phase: replica_pb2.ReplicaPhase, message: str = "") -> None:
         ready = phase in (replica_pb2.REPLICA_PHASE_READY, replica_pb2.REPLICA_PHASE_DRAINING)
         self._runtime._send(
             node_service_pb2.ReplicaStatusReport(

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ import grpc
 
 from astra import with_parent
 from astra._gen.astra.v1 import app_pb2, app_service_pb2, app_service_pb2_grpc, replica_pb2
+from astra.config import settings_env
 from astra.runtime import Runtime
 
 _log = logging.getLogger("astra.up")
@@ -34,34 +34,27 @@ DEMO_APP = "demo"
 AGENT_EXIT_TIMEOUT = 60.0
 #: Seconds between progress lines while the demo replica's phase stays the same.
 PROGRESS_EVERY = 10.0
-#: The agent's replica runtime unless ``ASTRA_AGENT_RUNTIME`` names another.
+#: The agent's replica runtime unless the ``agent_runtime`` setting names another.
 AGENT_RUNTIME = "node_agent.runtime:RayRuntime"
 
 
 @contextlib.asynccontextmanager
 async def local_agent(runtime: Runtime) -> AsyncIterator[None]:
     """A node agent for this machine, running replicas on Ray (``RayRuntime``), or on
-    the runtime ``ASTRA_AGENT_RUNTIME`` names as for ``astra agent``.
+    the runtime the ``agent_runtime`` setting names as for ``astra agent``.
 
-    Its output goes to ``<state_dir>/agent.log``.
+    It gets ``astra up``'s settings (as ``ASTRA_*`` variables) with the API's actual
+    address, on loopback unless ``node_address`` says otherwise. Its output goes to
+    ``<state_dir>/agent.log``.
     """
-    settings = runtime.settings
+    spec = runtime.settings.agent_runtime or AGENT_RUNTIME
+    address = runtime.settings.node_address or "127.0.0.1"
+    settings = runtime.settings.model_copy(
+        update={"api_address": runtime.api.address, "node_address": address}
+    )
     log_path = settings.state_dir / "agent.log"
-    env = {
-        **os.environ,
-        "ASTRA_API_ADDRESS": runtime.api.address,
-        "ASTRA_STATE_DIR": str(settings.state_dir),
-        "ASTRA_NODE_ADDRESS": "127.0.0.1",
-        "ASTRA_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
-        "ASTRA_LOG_LEVEL": settings.log_level,
-    }
-    if settings.redis_url:
-        env["ASTRA_REDIS_URL"] = settings.redis_url
-    command = [
-        sys.executable, "-m", "node_agent",
-        "--node-id", socket.gethostname(),
-        "--runtime", os.environ.get("ASTRA_AGENT_RUNTIME") or AGENT_RUNTIME,
-    ]  # fmt: skip
+    env = settings_env(settings, os.environ)
+    command = [sys.executable, "-m", "node_agent", "--runtime", spec]
     with open(log_path, "ab") as log:
         process = await asyncio.create_subprocess_exec(
             *with_parent(command), env=env, stdout=log, stderr=subprocess.STDOUT

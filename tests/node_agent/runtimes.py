@@ -1,5 +1,5 @@
-"""A real, small replica runtime for tests: each replica is a TCP server on loopback
-that answers every connection with its replica name, and drains like a server does
+"""A real, small replica runtime for tests: each replica is a TCP server on the node's
+address (loopback unless its settings say otherwise) that answers every connection with its replica name, and drains like a server does
 (no new connections, then waits for the open ones to close).
 
 ``astra agent --runtime tests.node_agent.runtimes:TcpRuntime`` loads it in a real agent
@@ -15,6 +15,7 @@ import os
 from collections import Counter
 
 from astra._gen.astra.v1 import node_service_pb2, replica_pb2
+from astra.config import Settings
 from node_agent import ReportStatus
 
 Phase = replica_pb2.ReplicaPhase.ValueType
@@ -23,8 +24,9 @@ Phase = replica_pb2.ReplicaPhase.ValueType
 class TcpRuntime:
     """Implements :class:`node_agent.ReplicaRuntime` with one TCP server per replica."""
 
-    def __init__(self, report: ReportStatus) -> None:
+    def __init__(self, report: ReportStatus, *, settings: Settings | None = None) -> None:
         self._report = report
+        self._host = (settings.node_address if settings else None) or "127.0.0.1"
         self._servers: dict[str, asyncio.Server] = {}
         self._endpoints: dict[str, str] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
@@ -72,10 +74,10 @@ class TcpRuntime:
 
         self._clients[name], self._idle[name] = clients, idle
 
-        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        server = await asyncio.start_server(answer, self._host, 0)
         self._servers[name] = server
         port = server.sockets[0].getsockname()[1]
-        self._endpoints[name] = f"127.0.0.1:{port}"
+        self._endpoints[name] = f"{self._host}:{port}"
         self._send(name, replica_pb2.REPLICA_PHASE_READY)
 
     async def drain(self, name: str) -> None:

@@ -3,10 +3,13 @@ targets, and GPUs handed out without overlap. No Ray is started here."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
+import ray
 
 from astra._gen.astra.v1 import app_pb2, replica_pb2
 from node_agent.runtime import RayNodeSpec, RayRuntime, RayRuntimeConfig, RedisTarget, ray_ip_for
@@ -69,6 +72,26 @@ def test_redis_targets() -> None:
     assert RedisTarget.from_url("redis://cache") == RedisTarget("cache:6379")
     with pytest.raises(ValueError, match="needs a redis:// or rediss:// URL"):
         RedisTarget.from_url("unix:///run/redis.sock")
+
+
+def test_the_private_ray_function_that_deletes_gcs_state_is_as_pinned() -> None:
+    """``RedisTarget.delete_namespace`` calls Ray's private ``cleanup_redis_storage``
+    (test_ray_head_recovery.py shows it empties Redis): only with the Ray it was written for."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pins = [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("ray")]
+    assert pins == ["ray==2.60.0"] and ray.__version__ == "2.60.0"
+    from ray._private.gcs_utils import cleanup_redis_storage
+
+    parameters = inspect.signature(cleanup_redis_storage).parameters
+    assert list(parameters) == [
+        "host", "port", "password", "use_ssl", "storage_namespace", "username",
+    ]  # fmt: skip
+    assert parameters["username"].default is None
+    assert all(
+        parameter.default is inspect.Parameter.empty
+        for name, parameter in parameters.items()
+        if name != "username"
+    )
 
 
 def test_ray_stays_on_loopback_for_a_loopback_node() -> None:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from astra._gen.astra.v1 import replica_pb2
+from astra.config import Settings
 from astra.models import DemoModel, write_demo_model
 from node_agent import ReplicaRuntime, load_runtime_factory
 from node_agent.runtime import RayRuntime, RayRuntimeConfig
@@ -66,10 +67,23 @@ async def cluster() -> AsyncIterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_the_agent_loads_the_runtime_by_name() -> None:
-    assert load_runtime_factory("node_agent.runtime:RayRuntime") is RayRuntime
-    config = RayRuntimeConfig(address="127.0.0.1", cache_dir=Path("cache"))
-    assert isinstance(RayRuntime(lambda report: None, config=config), ReplicaRuntime)
+def test_the_agent_loads_the_runtime_by_name_and_hands_it_its_settings(tmp_path: Path) -> None:
+    settings = Settings.load(
+        overrides={
+            "node_address": "10.9.8.7",
+            "state_dir": str(tmp_path),
+            "redis_url": "redis://cache:6379/0",
+            "broker": {"claim_idle": "2s"},
+        }
+    )
+    runtime = load_runtime_factory("node_agent.runtime:RayRuntime", settings)(lambda report: None)
+    assert isinstance(runtime, RayRuntime) and isinstance(runtime, ReplicaRuntime)
+    config = runtime.config
+    assert (config.address, config.ray_ip) == ("10.9.8.7", "10.9.8.7")
+    assert (config.cache_dir, config.redis_url) == (tmp_path / "models", "redis://cache:6379/0")
+    assert config.claim_idle == 2.0
+    with pytest.raises(TypeError, match="needs the agent's settings or a RayRuntimeConfig"):
+        RayRuntime(lambda report: None)
 
 
 async def test_a_head_replica_serves_tritonclient_what_numpy_computes(cluster: Cluster) -> None:

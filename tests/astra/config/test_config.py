@@ -5,9 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 
-from astra.config import Settings, env_name, flag_name, setting_fields
+from astra.config import (
+    Settings,
+    env_name,
+    flag_name,
+    setting_fields,
+    settings_env,
+    settings_options,
+)
 from astra.errors import ConfigError
 
 
@@ -104,6 +113,10 @@ def test_an_otlp_endpoint_in_the_environment_turns_otlp_on(monkeypatch):
         ({"accelerator_factors": "nvidia-l4"}, "accelerator_factors (--accelerator-factors, AS"),
         ({"accelerator_factors": "cpu=0"}, "the factor of 'cpu' must be above 0, got 0.0"),
         ({"accelerator_factors": "l4=fast"}, "accelerator_factors"),
+        ({"node_labels": "pool"}, "node_labels (--node-labels, ASTRA_NODE_LABELS): expected KEY"),
+        ({"node_labels": "{not json"}, "node_labels (--node-labels, ASTRA_NODE_LABELS)"),
+        ({"node_id": ""}, "node_id (--node-id, ASTRA_NODE_ID)"),
+        ({"drain_timeout": "-1s"}, "drain_timeout (--drain-timeout, ASTRA_DRAIN_TIMEOUT)"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(overrides, message):
@@ -150,3 +163,57 @@ def test_every_setting_has_a_flag_an_env_var_and_a_description():
     assert flag_name(("otel", "exporter")) == "--otel-exporter"
     assert env_name(("otel", "exporter")) == "ASTRA_OTEL__EXPORTER"
     assert all(info.description for _, info in setting_fields())
+
+
+def test_the_node_agents_settings_keep_their_variables_and_flags(monkeypatch, tmp_path):
+    defaults = Settings.load()
+    assert (defaults.node_address, defaults.node_zone, defaults.node_labels) == (None, "", {})
+    assert (defaults.drain_timeout, defaults.agent_runtime) == (30.0, None)
+    assert defaults.node_id  # the host name
+    toml = write_toml(
+        tmp_path, 'node_id = "from-toml"\nnode_zone = "z0"\n[node_labels]\ndisk = "ssd"\n'
+    )
+    monkeypatch.setenv("ASTRA_NODE_ID", "from-env")
+    monkeypatch.setenv("ASTRA_NODE_ADDRESS", "10.0.0.9")
+    monkeypatch.setenv("ASTRA_NODE_LABELS", "pool=a tier=b")
+    monkeypatch.setenv("ASTRA_DRAIN_TIMEOUT", "0")
+    settings = Settings.load(config_file=toml, overrides={"node_address": "10.0.0.10"})
+    assert (settings.node_id, settings.node_address) == ("from-env", "10.0.0.10")
+    assert (settings.node_zone, settings.drain_timeout) == ("z0", 0.0)
+    assert settings.node_labels == {"pool": "a", "tier": "b"}  # env over TOML, a whole mapping
+
+    @click.command()
+    @settings_options
+    def show(settings: Settings) -> None:
+        click.echo(settings.model_dump_json())
+
+    flags = ["--zone", "z1", "--accelerator", "l4", "--label", "pool=x", "--node-labels", "a=1,b=2"]
+    result = CliRunner().invoke(show, [*flags, "--runtime", "m:f", "--node-id", "n1"])
+    assert result.exit_code == 0, result.output
+    shown = Settings.model_validate_json(result.output)
+    assert (shown.node_zone, shown.node_accelerator, shown.agent_runtime) == ("z1", "l4", "m:f")
+    assert (shown.node_id, shown.node_labels) == ("n1", {"pool": "x", "a": "1", "b": "2"})
+
+
+def test_settings_env_gives_a_child_process_the_same_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASTRA_CONFIG", str(write_toml(tmp_path, 'node_zone = "z9"\n')))
+    settings = Settings.load(
+        overrides={
+            "node_address": "10.1.0.2",
+            "node_labels": "pool=a",
+            "accelerator_factors": "cpu=0.5,nvidia-l4=2",
+            "gateway_fast_lane": "false",
+            "otel": {"service_name": "agent"},
+            "heartbeat_interval": "250ms",
+        }
+    )
+    base = {"PATH": "/bin", "ASTRA_LOG_LEVEL": "DEBUG", "ASTRA_CONFIG": "/elsewhere.toml"}
+    env = settings_env(settings, base)
+    assert env["PATH"] == "/bin" and "ASTRA_CONFIG" not in env
+    assert (env["ASTRA_LOG_LEVEL"], env["ASTRA_NODE_ZONE"]) == ("INFO", "z9")
+    assert "ASTRA_REDIS_URL" not in env  # unset settings are left to their defaults
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings.load() == settings

@@ -1,5 +1,5 @@
 """A control plane in the test process: Resource, Node and App services (and the
-Scheduler service, when asked) on one loopback port over one store."""
+Scheduler service, when asked) on one port (loopback unless told) over one store."""
 
 from __future__ import annotations
 
@@ -114,15 +114,16 @@ class Plane:
 async def plane(
     store: Store,
     *,
+    host: str = "127.0.0.1",
     app: bool = True,
     scheduler: Mapping[str, Any] | None = None,
     dead_after: float = DEAD_AFTER,
     app_workers: int = 4,
 ) -> AsyncIterator[Plane]:
-    """The services on a free loopback port: the App service (reconciling
+    """The services on a free port of ``host``: the App service (reconciling
     ``app_workers`` apps at once) unless not ``app``, and with ``scheduler`` the
     Scheduler service too, built with those options."""
-    address = f"127.0.0.1:{free_port()}"
+    address = f"{host}:{free_port()}"
     server = Server(address, grace=0.2)
     resource = ResourceService(
         store, address=address, heartbeat_interval=HEARTBEAT_INTERVAL, dead_after=dead_after
