@@ -16,8 +16,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)  # glibc only
-    return None if trim is None else trim  # type: ignore[no-any-return]
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)  # glibc only
 
 
 def release_free_memory() -> None:

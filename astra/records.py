@@ -56,14 +56,17 @@ class Record:
     """Mixin: encode a dataclass record to bytes and back."""
 
     _nested: ClassVar[dict[str, type]] = {}
+    #: Declared for type checkers (a record is a dataclass); @dataclass sets it.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb(_plain(self), use_bin_type=True)
+        data: bytes = msgpack.packb(_plain(self), use_bin_type=True)
+        return data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         raw: dict[str, Any] = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = {f.name for f in dataclasses.fields(cls)}
         values = {name: value for name, value in raw.items() if name in known}
         for name, kind in cls._nested.items():
             if isinstance(values.get(name), dict):

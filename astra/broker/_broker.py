@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Self
 
 import redis.asyncio as aioredis
@@ -32,7 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from astra._gen.astra.v1 import async_inference_service_pb2 as apb
 from astra._gen.inference import grpc_predict_v2_pb2 as pb
-from astra.broker import _keys
+from astra.broker import _keys, _replies
 from astra.errors import NotFoundError, ResourceExhaustedError
 
 State = apb.InferenceState
@@ -88,9 +88,9 @@ def timestamp(ms: int) -> Timestamp:
     return stamp
 
 
-def _record(fields: Any) -> apb.Inference:
-    """The Inference of a record entry's fields (a flat list or a mapping, as Redis
-    returns them)."""
+def _record(fields: Mapping[bytes, bytes] | Sequence[bytes]) -> apb.Inference:
+    """The Inference of a record entry's fields (a mapping as stream reads return them,
+    a flat list as scripts do)."""
     if not isinstance(fields, Mapping):
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
     return apb.Inference.FromString(fields[b"record"])
@@ -250,14 +250,14 @@ class Broker:
                 if not await self.redis.exists(key):
                     raise NotFoundError(f"inference {inference_id!r} expired meanwhile")
                 continue
-            for _entry, fields in read[0][1]:
+            for _entry, fields in _replies.read(read)[0][1]:
                 inference = _record(fields)
                 yield inference
                 if inference.state in FINISHED:
                     return
 
     async def _latest(self, inference_id: str) -> tuple[bytes, apb.Inference]:
-        last = await self.redis.xrevrange(_keys.record(inference_id), count=1)
+        last = _replies.entries(await self.redis.xrevrange(_keys.record(inference_id), count=1))
         if not last:
             raise NotFoundError(
                 f"no inference {inference_id!r}: it was never submitted, or its record "

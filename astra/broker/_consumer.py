@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from astra.broker import _keys
+from astra.broker import _keys, _replies
 from astra.broker._broker import Broker
 
 _log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Consumer:
             return []
         return [
             _delivery(queue.decode(), self._models[queue.decode()], entry, fields, attempts=1)
-            for queue, entries in answer or ()
+            for queue, entries in _replies.read_group(answer)
             for entry, fields in entries
             if fields
         ]

@@ -169,8 +169,8 @@ def encode_typed(array: np.ndarray, datatype: str) -> pb.InferTensorContents:
     return contents
 
 
-def _as_bytes(item: object) -> bytes:
-    return item.encode() if isinstance(item, str) else bytes(item)  # type: ignore[arg-type]
+def _as_bytes(item: str | bytes) -> bytes:
+    return item.encode() if isinstance(item, str) else bytes(item)
 
 
 def _split_bytes(data: bytes, count: int) -> np.ndarray:

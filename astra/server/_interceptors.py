@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from opentelemetry import metrics, propagate, trace
@@ -43,7 +43,12 @@ SHUTTING_DOWN = "the server is shutting down: watch again (on another replica)"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Around = Callable[[Context], AbstractAsyncContextManager[None]]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+#: A method's handler: the interceptors here take any request and response messages.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs alone
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
+#: A grpc.aio behaviour: a coroutine function, or an async generator function for a
+#: response stream (the stubs type the synchronous server's behaviours).
+Behaviour = Callable[[Any, Context], Any]
 
 _FACTORIES = {
     (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
@@ -53,10 +58,17 @@ _FACTORIES = {
 }
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+def behaviour_of(handler: Handler) -> Behaviour:
+    """The behaviour of ``handler``, whichever of the four kinds of method it serves."""
+    attribute = _FACTORIES[handler.request_streaming, handler.response_streaming][0]
+    behaviour: Behaviour = getattr(handler, attribute)
+    return behaviour
+
+
+def wrap_handler(handler: Handler, around: Around) -> Handler:
     """The same handler, with each call of its behaviour run inside ``around(context)``."""
-    attribute, factory = _FACTORIES[handler.request_streaming, handler.response_streaming]
-    behaviour = getattr(handler, attribute)
+    factory = _FACTORIES[handler.request_streaming, handler.response_streaming][1]
+    behaviour = behaviour_of(handler)
 
     if inspect.isasyncgenfunction(behaviour):
 
@@ -84,10 +96,15 @@ def final_status(context: Context, error: BaseException | None) -> grpc.StatusCo
     """The status a call ended with, given the exception its behaviour raised (if any)."""
     if isinstance(error, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
-    code = context.code()
+    code = _code(context)
     if code is not None:
         return code
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+
+
+def _code(context: Context) -> grpc.StatusCode | None:
+    """The code set on ``context`` so far: None until one is (the stubs say it always is)."""
+    return context.code()
 
 
 @contextlib.contextmanager
@@ -109,11 +126,11 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor, abc.ABC):
     """Runs every call of every method inside :meth:`around`."""
 
     def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -166,7 +183,7 @@ class TelemetryInterceptor(WrappingInterceptor):
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         if not telemetry.enabled():
             return await continuation(handler_call_details)
         return await super().intercept_service(continuation, handler_call_details)
@@ -189,9 +206,9 @@ class TelemetryInterceptor(WrappingInterceptor):
             "rpc.method": name,
         }
         carrier = {
-            item.key: item.value
-            for item in context.invocation_metadata() or ()
-            if isinstance(item.value, str)
+            key: value
+            for key, value in context.invocation_metadata() or ()
+            if isinstance(value, str)
         }
         with (
             telemetry.tracer("astra.server").start_as_current_span(

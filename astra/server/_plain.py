@@ -24,10 +24,18 @@ import grpc
 
 from astra import telemetry
 from astra.server._errors import ErrorInterceptor
-from astra.server._interceptors import Context, Continuation, LoggingInterceptor, final_status
+from astra.server._interceptors import (
+    Context,
+    Continuation,
+    Handler,
+    LoggingInterceptor,
+    behaviour_of,
+    final_status,
+)
 
 _rpc_log = logging.getLogger("astra.server.rpc")
 
+#: A unary-unary grpc.aio behaviour.
 Behaviour = Callable[[Any, Context], Awaitable[Any]]
 
 
@@ -42,11 +50,11 @@ class PlainMethods(grpc.aio.ServerInterceptor):
         self._interceptors = tuple(interceptors)
         self._methods = frozenset(methods)
         self._errors = ErrorInterceptor()
-        self._light: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._light: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         method = handler_call_details.method
         if (
             method in self._methods
@@ -62,19 +70,19 @@ class PlainMethods(grpc.aio.ServerInterceptor):
 
     async def _chain(
         self, index: int, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         if index == len(self._interceptors):
             return await continuation(details)
         following = functools.partial(self._chain, index + 1, continuation)
         return await self._interceptors[index].intercept_service(following, details)
 
-    def _lightly(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _lightly(self, method: str, handler: Handler) -> Handler:
         cached = self._light.get(method)
         if cached is None or cached[0] is not handler:
             cached = (
                 handler,
                 grpc.unary_unary_rpc_method_handler(
-                    self._wrap(method, handler.unary_unary),
+                    self._wrap(method, behaviour_of(handler)),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 ),

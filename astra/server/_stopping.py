@@ -17,7 +17,14 @@ from typing import Any
 
 import grpc
 
-from astra.server._interceptors import SHUTTING_DOWN, Context, Continuation
+from astra.server._interceptors import (
+    SHUTTING_DOWN,
+    Behaviour,
+    Context,
+    Continuation,
+    Handler,
+    behaviour_of,
+)
 
 
 async def _end(context: Context) -> None:
@@ -73,7 +80,7 @@ class StreamStopper(grpc.aio.ServerInterceptor):
         self._keep = frozenset(keep)
         self._calls: set[_Call] = set()
         self._stopping = False
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     @property
     def streams(self) -> int:
@@ -88,7 +95,7 @@ class StreamStopper(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None or not handler.response_streaming:
             return handler
@@ -96,7 +103,7 @@ class StreamStopper(grpc.aio.ServerInterceptor):
         if method.lstrip("/").partition("/")[0] in self._keep:
             return handler
         bidirectional = handler.request_streaming
-        behaviour = handler.stream_stream if bidirectional else handler.unary_stream
+        behaviour = behaviour_of(handler)
         if not (inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour)):
             return handler  # a synchronous servicer, run on a thread: left to the grace
         cached = self._wrapped.get(method)
@@ -117,7 +124,7 @@ class StreamStopper(grpc.aio.ServerInterceptor):
             self._wrapped[method] = cached
         return cached[1]
 
-    def _wrap(self, behaviour: Any) -> Any:
+    def _wrap(self, behaviour: Behaviour) -> Behaviour:
         if not inspect.isasyncgenfunction(behaviour):
             return self._wrap_writer(behaviour)
 
@@ -145,7 +152,7 @@ class StreamStopper(grpc.aio.ServerInterceptor):
 
         return call
 
-    def _wrap_writer(self, behaviour: Any) -> Any:
+    def _wrap_writer(self, behaviour: Behaviour) -> Behaviour:
         """A servicer writing its messages itself (``context.write``), and reading them
         (``context.read``) when the call is bidirectional, is interruptible anywhere: a
         message being written when the shutdown begins may be lost."""
@@ -155,7 +162,8 @@ class StreamStopper(grpc.aio.ServerInterceptor):
             current.waiting = True
             try:
                 if not current.interrupted:
-                    return await behaviour(request, context)
+                    await behaviour(request, context)
+                    return
             except asyncio.CancelledError:
                 if not current.ours():
                     raise

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Self
 
 from astra.store._errors import (
@@ -215,7 +215,7 @@ class Store(abc.ABC):
         """Run a validated transaction atomically."""
 
     @abc.abstractmethod
-    def _watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
+    def _watch(self, prefix: str, start_revision: int) -> AsyncGenerator[list[Event], None]:
         """One watch session; raises UnavailableError when the connection is lost."""
 
 

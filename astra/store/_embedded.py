@@ -41,7 +41,7 @@ import contextlib
 import heapq
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from astra.store._base import Store
 from astra.store._errors import CompactedError, LeaseNotFoundError, StoreError
@@ -141,7 +141,7 @@ class EmbeddedStore(Store):
         else:
             batch = self._pending()
             if prepared.changes:
-                batch.revisions.append((prepared.revision, prepared.changes[::2]))
+                batch.revisions.append((prepared.revision, prepared.records()))
             if revoked:
                 batch.revoked.append(revoked)
         oldest = keyspace.revision - self._history + 1
@@ -275,7 +275,7 @@ class EmbeddedStore(Store):
 
     # -- watch ---------------------------------------------------------------------------
 
-    async def _watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
+    async def _watch(self, prefix: str, start_revision: int) -> AsyncGenerator[list[Event], None]:
         """Events from the history, one list per stretch of up to ``_WATCH_STEP`` revisions.
 
         Raises:

@@ -33,6 +33,7 @@ import itertools
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from sortedcontainers import SortedList
 
@@ -96,6 +97,10 @@ class Prepared:
     #: applying the changes is only setting the new records.
     overwrites: bool
 
+    def records(self) -> list[Record]:
+        """The new record of every key changed, in order."""
+        return cast("list[Record]", self.changes[::2])  # even positions are never None
+
     def txn_result(self) -> TxnResult:
         """The transaction's result; its op results are built if someone reads them."""
         return TxnResult.deferred(self.succeeded, self.revision, self._build_results)
@@ -107,8 +112,8 @@ class Prepared:
             created
             if result is None
             else PutResult(revision, KeyValue(*result))
-            if result.__class__ is tuple
-            else result  # type: ignore[misc]
+            if isinstance(result, tuple)
+            else result
             for result in self.results
         ]
 
@@ -248,7 +253,9 @@ class Keyspace:
         for index in range(max(0, revision + 1 - self.first), len(history)):
             changes = history[index]
             for position in range(0, len(changes), 2):
-                k = changes[position][0]  # type: ignore[index]
+                new = changes[position]
+                assert new is not None
+                k = new[0]
                 if (k.startswith(key) if prefix else k == key) and k not in undone:
                     undone[k] = changes[position + 1]
         return undone
@@ -361,7 +368,8 @@ class Keyspace:
         if not prepared.changes:
             return
         if prepared.overwrites:
-            self.kvs.update(prepared.overlay)  # type: ignore[arg-type]
+            # overwrites: every key of the overlay was put, none deleted
+            self.kvs.update(cast("dict[str, Record]", prepared.overlay))
         else:
             self._apply(prepared.changes)
         self.history.append(tuple(prepared.changes))

@@ -88,7 +88,8 @@ _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _unpack(blob: bytes) -> Sequence[Record]:
-    return msgpack.unpackb(blob, use_list=False, raw=False)  # type: ignore[no-any-return]
+    records: Sequence[Record] = msgpack.unpackb(blob, use_list=False, raw=False)
+    return records
 
 
 class Journal:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import inspect
 import operator
+import types
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any, ClassVar
@@ -77,15 +78,16 @@ class _Value:
     __slots__ = ()
     #: The public field names, in order: the class's annotations (each has a slot ``_name``).
     _fields: ClassVar[tuple[str, ...]] = ()
-    #: The values of the fields, as a tuple.
-    _values: ClassVar[Callable[[Any], tuple[Any, ...]]]
+    #: The values of the fields, as a tuple (an attrgetter is no method: it is not bound).
+    _values: ClassVar[operator.attrgetter[tuple[Any, ...]]]
+    __match_args__: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
         cls._fields = tuple(inspect.get_annotations(cls))
         slots = [f"_{name}" for name in cls._fields]
-        cls._values = operator.attrgetter(*slots)  # type: ignore[assignment]
-        cls.__match_args__ = cls._fields
+        cls._values = operator.attrgetter(*slots)
+        cls.__match_args__ = cls._fields  # type: ignore[misc]  # mypy: only in a class body
         for name, slot in zip(cls._fields, slots, strict=True):
             setattr(cls, name, _field(name, slot))
 
@@ -174,9 +176,10 @@ class Compare(_Value):
             return actual == operand
         if op is _NOT_EQUAL:
             return actual != operand
+        # the operand has the target's type (bytes for VALUE, else an int), as ``actual`` has
         if op is _LESS:
-            return actual < operand  # type: ignore[operator]
-        return actual > operand  # type: ignore[operator]
+            return actual < operand  # type: ignore[operator]  # int < int or bytes < bytes
+        return actual > operand  # type: ignore[operator]  # int > int or bytes > bytes
 
 
 _new = object.__new__
@@ -196,24 +199,24 @@ class _CompareBuilder:
         self.key = key
         self.target = target
 
-    def _make(self, op: CompareOp, operand: object) -> Compare:
+    def _make(self, op: CompareOp, operand: int | bytes) -> Compare:
         compare = _new(Compare)
         compare._key = self.key
         compare._target = self.target
         compare._op = op
-        compare._operand = operand  # type: ignore[assignment]
+        compare._operand = operand
         return compare
 
-    def __eq__(self, operand: object) -> Compare:  # type: ignore[override]
+    def __eq__(self, operand: int | bytes) -> Compare:  # type: ignore[override]  # builds a Compare
         # _make inlined: every optimistic commit builds one of these per key
         compare = _new(Compare)
         compare._key = self.key
         compare._target = self.target
         compare._op = _EQUAL
-        compare._operand = operand  # type: ignore[assignment]
+        compare._operand = operand
         return compare
 
-    def __ne__(self, operand: object) -> Compare:  # type: ignore[override]
+    def __ne__(self, operand: int | bytes) -> Compare:  # type: ignore[override]  # builds a Compare
         return self._make(_NOT_EQUAL, operand)
 
     def __lt__(self, operand: int | bytes) -> Compare:
@@ -222,7 +225,7 @@ class _CompareBuilder:
     def __gt__(self, operand: int | bytes) -> Compare:
         return self._make(_GREATER, operand)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: == builds a Compare
 
 
 class Put(_Value):
@@ -307,6 +310,8 @@ class TxnResult:
     __slots__ = ("_build", "_results", "revision", "succeeded")
     succeeded: bool
     revision: int
+    _results: list[OpResult]
+    _build: Callable[[], list[OpResult]] | None
 
     def __init__(self, succeeded: bool, revision: int, results: list[OpResult]) -> None:
         _set_succeeded(self, succeeded)
@@ -343,7 +348,7 @@ class TxnResult:
             other.results,
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # its results are a list
 
     def __repr__(self) -> str:
         return (
@@ -358,10 +363,16 @@ class TxnResult:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
-_set_succeeded = TxnResult.succeeded.__set__  # type: ignore[attr-defined]
-_set_revision = TxnResult.revision.__set__  # type: ignore[attr-defined]
-_set_results = TxnResult._results.__set__  # type: ignore[attr-defined]
-_set_build = TxnResult._build.__set__  # type: ignore[attr-defined]
+def _setter(name: str) -> Callable[[TxnResult, object], None]:
+    """The ``__set__`` of TxnResult's slot ``name``: it gets past the frozen ``__setattr__``."""
+    slot: types.MemberDescriptorType = TxnResult.__dict__[name]
+    return slot.__set__
+
+
+_set_succeeded = _setter("succeeded")
+_set_revision = _setter("revision")
+_set_results = _setter("_results")
+_set_build = _setter("_build")
 
 
 class EventType(enum.Enum):

@@ -36,8 +36,11 @@ _CHANNEL_OPTIONS = [
 
 
 async def _first_response(
-    method: grpc.aio.StreamStreamMultiCallable, request: Message, *, timeout: float
-) -> Any:
+    method: grpc.aio.StreamStreamMultiCallable[Message, Message],
+    request: Message,
+    *,
+    timeout: float,
+) -> Message:
     """Send one request on a new stream and return the first response."""
     call = method(iter((request,)), timeout=timeout)
     try:

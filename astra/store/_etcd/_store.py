@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import grpc
 from aetcd import rpc
@@ -86,7 +86,7 @@ class EtcdStore(Store):
             return await self._endpoints.unary(name, request, idempotent=idempotent)
         except grpc.aio.AioRpcError as exc:
             if is_compacted(exc):
-                revision = request.revision  # type: ignore[attr-defined]
+                revision = request.revision  # type: ignore[attr-defined]  # a range or a compact
                 point = await self._compact_revision(
                     revision, compacting=isinstance(request, rpc.CompactionRequest)
                 )
@@ -172,7 +172,7 @@ class EtcdStore(Store):
 
     # -- watch -----------------------------------------------------------------------
 
-    async def _watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
+    async def _watch(self, prefix: str, start_revision: int) -> AsyncGenerator[list[Event], None]:
         """One watch stream on the current member, with previous values.
 
         Raises:
