@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import _core, _picker
+from gateway import native_core, python_core
 
 SIZES = (10, 1_000, 10_000, 100_000)
 ROUNDS = 5
@@ -75,8 +75,8 @@ def _calls(picker: Any) -> Callable[[int], object]:
 
 def measure(size: int, timing: Timing) -> tuple[float, float, float]:
     """(native, native per call, python) nanoseconds per pick at ``size`` endpoints."""
-    native = _picker_of(_core, size, seed=size)
-    python = _picker_of(_picker, size, seed=size)
+    native = _picker_of(native_core(), size, seed=size)
+    python = _picker_of(python_core(), size, seed=size)
     return (
         _best_ns(native.skip, timing.native_picks),
         _best_ns(_calls(native), timing.call_picks),

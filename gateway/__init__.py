@@ -19,7 +19,15 @@ from gateway._broker import BrokerOptions
 from gateway._cli import gateway_command
 from gateway._component import gateway_component
 from gateway._gateway import Gateway
-from gateway._native import IMPLEMENTATION, MAX_WEIGHT, Picker, Router, model_of
+from gateway._native import (
+    IMPLEMENTATION,
+    MAX_WEIGHT,
+    Picker,
+    Router,
+    model_of,
+    native_core,
+    python_core,
+)
 from gateway._rules import IDEMPOTENT, REFUSED, RetryRules
 from gateway._weights import WeightPolicy
 
@@ -37,4 +45,6 @@ __all__ = [
     "gateway_command",
     "gateway_component",
     "model_of",
+    "native_core",
+    "python_core",
 ]

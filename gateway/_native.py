@@ -35,6 +35,13 @@ def python_core() -> Any:
     )
 
 
+def native_core() -> Any:
+    """The C++ module itself; ImportError when it was never built (no fallback)."""
+    from gateway import _core
+
+    return _core
+
+
 def _load() -> tuple[str, Any]:
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
         return "python", python_core()

@@ -23,7 +23,17 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 #: imported by every floor, since they are the API itself.
 GENERATED = "astra._gen"
 #: A third-party private module may be imported only where it is named here, with why.
-THIRD_PARTY_PRIVATE: dict[str, str] = {}
+THIRD_PARTY_PRIVATE = {
+    # Ray has no public way to delete a cluster's GCS keys from Redis; the version it
+    # relies on is pinned by tests/node_agent/test_ray_procs.py.
+    "ray._private.gcs_utils": "node_agent.runtime._procs",
+}
+#: Circles of imports made for type hints alone (under ``if TYPE_CHECKING:``), each
+#: with why the two modules name each other.
+TYPE_ONLY_CIRCLES = {
+    # A table's Member holds the Route it serves; the Route holds its Members.
+    frozenset({"gateway._endpoints", "gateway._table"}),
+}
 
 
 @dataclass(frozen=True)
@@ -195,7 +205,7 @@ def test_no_import_circles() -> None:
     for found in ALL:
         if found.target.split(".")[0] in OURS and found.target != found.importer:
             graph.setdefault(found.importer, set()).add(found.target)
-    circles = strongly_connected(graph)
+    circles = [c for c in strongly_connected(graph) if frozenset(c) not in TYPE_ONLY_CIRCLES]
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
 
 

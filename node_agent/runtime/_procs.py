@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from node_agent.replica._protocol import DRAIN, HostConfig
+from node_agent.replica import DRAIN, HostConfig
 
 _log = logging.getLogger(__name__)
 #: The file ``ray start`` writes into its temp dir once the node runs.

@@ -28,8 +28,7 @@ from astra.server import Tasks
 from node_agent._config import node_address
 from node_agent._probe import find_gpus
 from node_agent._runtime import ReportStatus
-from node_agent.replica._protocol import DRAINED, EXIT_FAILED, FAILED, READY, HostConfig
-from node_agent.replica._settings import ReplicaSettings
+from node_agent.replica import DRAINED, EXIT_FAILED, FAILED, READY, HostConfig, ReplicaSettings
 from node_agent.runtime._procs import (
     ChildProcess,
     RayNodeSpec,
