@@ -4,6 +4,7 @@ same message (a replica: ListReplicas of the App service, the Node service's str
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -28,7 +29,7 @@ def replica_to_proto(record: ReplicaRecord) -> replica_pb2.Replica:
         name=record.name,
         node=f"nodes/{record.node_id}",
         ray_cluster=record.ray_cluster,
-        role=enum_number(replica_pb2.ReplicaRole, "REPLICA_ROLE_", record.role),
+        role=enum_value(replica_pb2.ReplicaRole, "REPLICA_ROLE_", record.role),
         resources=app_pb2.ReplicaResources(
             cpu_millis=record.resources.cpu_millis,
             memory_bytes=record.resources.memory_bytes,
@@ -37,7 +38,7 @@ def replica_to_proto(record: ReplicaRecord) -> replica_pb2.Replica:
         models=[model_to_proto(model) for model in record.models],
         app_generation=record.app_generation,
         ray_head_address=record.ray_head_address,
-        phase=enum_number(replica_pb2.ReplicaPhase, _PHASE_PREFIX, record.phase),
+        phase=enum_value(replica_pb2.ReplicaPhase, _PHASE_PREFIX, record.phase),
         endpoint=record.endpoint,
         execution_provider=record.execution_provider,
         message=record.message,
@@ -56,14 +57,25 @@ def model_to_proto(model: Mapping[str, object]) -> app_pb2.Model:
         version=str(model.get("version", "")),
         uri=str(model.get("uri", "")),
         sha256=str(model.get("sha256", "")),
-        format=enum_number(app_pb2.ModelFormat, "MODEL_FORMAT_", str(model.get("format", ""))),
+        format=enum_value(app_pb2.ModelFormat, "MODEL_FORMAT_", str(model.get("format", ""))),
     )
 
 
-def enum_number(enum: object, prefix: str, name: str) -> int:
-    """The number of ``prefix + name`` in a generated enum; 0 (UNSPECIFIED) if unknown."""
-    values: dict[str, int] = dict(enum.items())  # type: ignore[attr-defined]
-    return values.get(prefix + name, 0)
+class _Enum(Protocol):
+    """A generated protobuf enum's wrapper (its ``Value`` lookup)."""
+
+    def Value(self, name: str) -> int: ...
+
+
+def enum_value(enum: _Enum, prefix: str, name: str) -> str:
+    """The value ``prefix + name`` of a generated enum, as the constructors of messages
+    take it; ``prefix + "UNSPECIFIED"`` (the zero value) if the enum has no such value."""
+    value = prefix + name
+    try:
+        enum.Value(value)
+    except ValueError:
+        return prefix + "UNSPECIFIED"
+    return value
 
 
 def timestamp(seconds: float) -> Timestamp:

@@ -38,11 +38,11 @@ class NodeStub(Protocol):
 
 def resource_stub(channel: grpc.aio.Channel) -> ResourceStub:
     """The Resource service's stub on ``channel``."""
-    stub: ResourceStub = resource_service_pb2_grpc.ResourceServiceStub(channel)  # type: ignore[no-untyped-call]  # generated without types
+    stub: ResourceStub = resource_service_pb2_grpc.ResourceServiceStub(channel)
     return stub
 
 
 def node_stub(channel: grpc.aio.Channel) -> NodeStub:
     """The Node service's stub on ``channel``."""
-    stub: NodeStub = node_service_pb2_grpc.NodeServiceStub(channel)  # type: ignore[no-untyped-call]  # generated without types
+    stub: NodeStub = node_service_pb2_grpc.NodeServiceStub(channel)
     return stub

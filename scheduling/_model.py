@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import random
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from astra import LongLived
@@ -280,7 +280,7 @@ class FleetView:
         revision: int,
         base: int | None = None,
         added: Iterable[tuple[str, Amounts]] = (),
-        removed: Iterable[tuple[str, Amounts]] = (),
+        removed: Iterable[tuple[str, Sequence[int]]] = (),
     ) -> None:
         """Record an allocation this process wrote at ``revision``: ``record``, encoded
         as ``value``. The view keeps ``record.replicas``: it must not change afterwards.
@@ -453,7 +453,9 @@ def _summary(replicas: dict[str, Amounts]) -> tuple[dict[str, int], Amounts]:
 
 
 def _changed(
-    node: NodeState, added: Iterable[tuple[str, Amounts]], removed: Iterable[tuple[str, Amounts]]
+    node: NodeState,
+    added: Iterable[tuple[str, Sequence[int]]],
+    removed: Iterable[tuple[str, Sequence[int]]],
 ) -> tuple[dict[str, int], Amounts]:
     """:func:`_summary` of the node's allocation with ``added`` and ``removed`` applied.
     O(changes + apps on the node)."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from astra import keys
@@ -103,7 +103,7 @@ class CommitStats:
     """Placements handed back unchecked after a lost race (ALL_OR_NOTHING, COARSE)."""
 
     def add(self, other: CommitStats) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -153,7 +153,7 @@ class _Written:
     """The mod_revision of the allocation it was made from (0: none)."""
     value: bytes
     placements: list[Placement]
-    removed: list[tuple[str, Amounts]]
+    removed: list[tuple[str, Sequence[int]]]
     """(app id, amounts) of each replica it no longer names."""
 
 
@@ -218,7 +218,8 @@ class Planner:
     def _chunks(self, plan: Plan) -> Iterable[list[_Change]]:
         changes: dict[str, _Change] = {}
         names: set[str] = set()
-        for item in (*plan.placements, *plan.removals):
+        items: list[Placement | Removal] = [*plan.placements, *plan.removals]
+        for item in items:
             name = item.name
             if name in names:
                 raise ValueError(f"plan names {name} twice")
@@ -307,7 +308,8 @@ class Planner:
             node = view.node(change.node_id)
             base_revision = node.alloc_revision if node is not None else 0
             record = node.allocation() if node is not None else AllocRecord(change.node_id)
-            freed, removed = [0, 0, 0], []
+            freed = [0, 0, 0]
+            removed: list[tuple[str, Sequence[int]]] = []
             for removal in change.removals:
                 amounts = record.replicas.pop(removal.name, None)
                 if amounts is not None:
@@ -405,7 +407,7 @@ class Planner:
             stats.placements += len(change.placements)
             stats.removals += len(change.removals)
 
-    def _refresh(self, txn: _Txn, results: list[object], revision: int) -> bool:
+    def _refresh(self, txn: _Txn, results: Sequence[object], revision: int) -> bool:
         """Apply the allocations a failed transaction read; whether any had changed."""
         changed = False
         for written, result in zip(txn.written, results, strict=False):

@@ -130,7 +130,9 @@ class Ranker:
         if node.alloc_revision and node.alloc_revision > self._view.revision - self._recent:
             return True
         held = node.held_apps
-        return bool(held) and (len(held) > 1 or self._app_id not in held)
+        if not held:
+            return False
+        return len(held) > 1 or self._app_id not in held
 
     def keeps(self, node: NodeState) -> bool:
         """Whether next fit keeps filling ``node``, a feasible node chosen last: PACK
@@ -251,7 +253,8 @@ class Chooser:
         labels = [view.by_label(key, value) for key, value in self._request.node_selector]
         space: _Space | None = None
         if all(labels):
-            smallest = min(labels, key=len, default=None)
+            present = [bag for bag in labels if bag is not None]  # all of them: all() held
+            smallest = min(present, key=len, default=None)
             if smallest is not None and len(smallest) < sum(map(len, bags)):
                 accelerators = frozenset(tier)
                 space = _Space(

@@ -49,7 +49,7 @@ class Ownership:
         self._ttl = ttl
         self._lease = 0
         self._follower = Follower(store, self._prefix, self._changed)
-        self._seeds: list[tuple[str, hashlib._Hash]] = []
+        self._seeds: list[tuple[str, hashlib.blake2b]] = []
         #: Called after the set of live replicas changed.
         self.listeners: list[Callable[[], None]] = []
 

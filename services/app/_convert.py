@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from astra._gen.astra.v1 import app_pb2, common_pb2
-from astra.messages import enum_number, model_to_proto, timestamp
+from astra.messages import enum_value, model_to_proto, timestamp
 from astra.names import DEFAULT_VERSION, app_id_of, app_name
 from astra.records import AppRecord, Quantity
 from scheduling import DEFAULT_WATERMARK, AppSpec, Strategy
@@ -87,7 +87,7 @@ def to_app(record: AppRecord) -> app_pb2.App:
             node_selector=record.node_selector,
             affinity=[app_name(app_id) for app_id in record.affinity],
             anti_affinity=[app_name(app_id) for app_id in record.anti_affinity],
-            strategy=enum_number(app_pb2.PlacementStrategy, _STRATEGY_PREFIX, record.strategy),
+            strategy=enum_value(app_pb2.PlacementStrategy, _STRATEGY_PREFIX, record.strategy),
             watermark=record.watermark,
             max_per_node=record.max_per_node,
             spread_zones=record.spread_zones,
@@ -155,7 +155,7 @@ def _model_to_record(model: app_pb2.Model) -> dict[str, Any]:
 def _condition_to_proto(condition: dict[str, Any]) -> common_pb2.Condition:
     proto = common_pb2.Condition(
         type=condition.get("type", ""),
-        status=enum_number(
+        status=enum_value(
             common_pb2.ConditionStatus, _CONDITION_PREFIX, condition.get("status", "")
         ),
         reason=condition.get("reason", ""),

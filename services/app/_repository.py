@@ -72,7 +72,9 @@ class AppRepository:
             NotFoundError: no such app (or it is being deleted).
         """
         kv = await self._store.get(keys.app(app_id))
-        return _live(app_id, kv), kv  # type: ignore[arg-type]
+        record = _live(app_id, kv)
+        assert kv is not None  # _live raised NotFoundError otherwise
+        return record, kv
 
     async def update(
         self, app_id: str, patch: app_pb2.App, paths: list[str], expected_etag: str

@@ -203,7 +203,7 @@ class AssignmentHub:
             await self._ready.wait()
             epoch = self._epoch
             read = (await self._store.txn((), [Get(alloc_key)])).results[0]
-            revision = read.revision  # type: ignore[union-attr]
+            revision = read.revision
             kvs = read.kvs  # type: ignore[union-attr]
             names = _assigned_names(kvs[0] if kvs else None)
             first = Delta(revision, upserts=dict.fromkeys(names))

@@ -54,7 +54,7 @@ class Ownership:
         self._revision = 0
         #: Live replicas: id -> address.
         self.replicas: dict[str, str] = {}
-        self._hashers: list[tuple[str, hashlib._Hash]] = []
+        self._hashers: list[tuple[str, hashlib.blake2b]] = []
         #: Called after the set of live replicas changed.
         self.listeners: list[Callable[[], None]] = []
 

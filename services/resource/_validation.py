@@ -7,6 +7,7 @@ replica holds all of them) and reject values no real machine has.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 from astra._gen.astra.v1 import node_pb2
 from astra._gen.astra.v1 import resource_service_pb2 as rs
@@ -94,7 +95,7 @@ def _check_length(at: Violations, value: str, field: str, limit: int) -> None:
     at.check(len(value) <= limit, field, f"must be at most {limit} characters, got {len(value)}")
 
 
-def _check_labels(at: Violations, labels: dict[str, str]) -> None:
+def _check_labels(at: Violations, labels: Mapping[str, str]) -> None:
     if not at.check(
         len(labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels, got {len(labels)}"
     ):
@@ -115,7 +116,7 @@ def _check_labels(at: Violations, labels: dict[str, str]) -> None:
             )
 
 
-def _check_gpus(at: Violations, gpus: list[node_pb2.GpuDevice]) -> None:
+def _check_gpus(at: Violations, gpus: Sequence[node_pb2.GpuDevice]) -> None:
     if not at.check(
         len(gpus) <= MAX_GPU_DEVICES, "gpus", f"at most {MAX_GPU_DEVICES} GPUs, got {len(gpus)}"
     ):
