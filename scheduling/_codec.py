@@ -33,7 +33,7 @@ def _plain(value: Any) -> Any:
     """msgpack's fallback for what it cannot pack itself: dataclasses and enums."""
     kind = type(value)
     if hasattr(kind, "__dataclass_fields__"):
-        return {name: getattr(value, name) for name in _field_names(kind)}
+        return {name: getattr(value, name) for name in _field_names(kind)}  # type: ignore[arg-type]  # a class is hashable; typeshed types type.__hash__ unbound
     if isinstance(value, enum.Enum):
         return value.value
     raise TypeError(f"cannot encode {kind.__name__} in a record")

@@ -62,7 +62,9 @@ def configure(
 
     shutdown()
     exported_spans, exported_metrics = _exporters(settings)
-    readers = [] if exported_metrics is None else [PeriodicExportingMetricReader(exported_metrics)]
+    readers: list[MetricReader] = (
+        [] if exported_metrics is None else [PeriodicExportingMetricReader(exported_metrics)]
+    )
     if metric_reader is not None:
         readers.append(metric_reader)
     if exported_spans is None and span_exporter is None and not readers:

@@ -102,9 +102,11 @@ class RouteFeed(ss_grpc.SchedulerServiceServicer):
                 yield self.history[position]
                 position += 1
             async with self._changed:
-                await self._changed.wait_for(
-                    lambda seen=position: seen < len(self.history) or generation != self._generation
-                )
+
+                def moved(seen: int = position) -> bool:
+                    return seen < len(self.history) or generation != self._generation
+
+                await self._changed.wait_for(moved)
             if generation != self._generation:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the scheduler went away")
 

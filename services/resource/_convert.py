@@ -27,7 +27,7 @@ PHASE_TO_PROTO = {
     NodePhase.DRAINING.value: node_pb2.NODE_PHASE_DRAINING,
     NodePhase.DEAD.value: node_pb2.NODE_PHASE_DEAD,
 }
-PHASE_FROM_PROTO = {value: phase for phase, value in PHASE_TO_PROTO.items()}
+PHASE_FROM_PROTO: dict[int, str] = {value: phase for phase, value in PHASE_TO_PROTO.items()}
 #: Each phase's one string object, shared by every node in memory.
 PHASES = {phase.value: phase.value for phase in NodePhase}
 
