@@ -2,15 +2,15 @@
 
 The ``__init__`` that :mod:`dataclasses` writes for a frozen class sets each field
 with ``object.__setattr__(self, name, value)``, to get past the class's own
-``__setattr__``, which raises. On CPython 3.11 that costs about 170 ns a field, so
-that building a six-field :class:`~astra.store.KeyValue` takes a microsecond, four
-times as long as building the same class unfrozen; the store builds one per key it
-returns, and the scheduler a few per replica it places. (The compares and ops that a
+``__setattr__``, which raises: a call through ``object.__setattr__`` per field, which
+makes a frozen class several times dearer to build than the same class unfrozen; the
+store builds one :class:`~astra.store.KeyValue` per key it returns, and the scheduler
+a few records per replica it places. (The compares and ops that a
 transaction's caller builds per key are cheaper still: see ``astra.store._types``.)
 
 :func:`quick_init` gives a frozen, slotted dataclass an ``__init__`` that sets the
 slots through their descriptors instead (``member_descriptor.__set__``, which the
-frozen ``__setattr__`` does not intercept), at about 60 ns a field: the same
+frozen ``__setattr__`` does not intercept), a fraction of that cost: the same
 signature, defaults, ``__post_init__`` call and resulting object. The class stays
 frozen for everything else.
 """

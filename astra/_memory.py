@@ -45,8 +45,8 @@ def gc_for_serving() -> Iterator[None]:
       skip. Full collections walk every tracked object they find: in a started service
       that is some 50,000 objects of the libraries alone, walked every time the young
       objects that outlived two collections (those of in-flight calls) add up to a
-      quarter of them, a few times a second under load (14 ms a time on the store
-      benchmark's busy core). Garbage is collected first, so none is kept; frozen
+      quarter of them, a few times a second under load (bench/store.py shows the
+      pauses). Garbage is collected first, so none is kept; frozen
       objects are still freed by reference counting.
     - the young generation is collected every ``YOUNG_THRESHOLD`` allocations instead
       of 700: each collection walks what is young and alive (every request's objects in
