@@ -39,6 +39,7 @@ from google.protobuf.duration_pb2 import Duration
 from astra import telemetry
 from astra._gen.astra.v1 import resource_service_pb2 as rs
 from astra._gen.astra.v1 import resource_service_pb2_grpc as rs_grpc
+from astra.coordination import Ownership
 from astra.errors import FieldViolation, InvalidArgumentError, NotFoundError
 from astra.server import Server, Tasks
 from astra.store import CompactedError, Store
@@ -54,7 +55,6 @@ from services.resource._convert import (
 )
 from services.resource._detector import Clock, DeadlineWheel, FailureDetector, Watched
 from services.resource._outbox import Outbox, Submitted, Written
-from services.resource._ownership import Ownership
 from services.resource._registry import DEAD, DRAINING, Member, Registry, dead_directive
 from services.resource._transitions import Dead, Drain, Register, Remove, Transition
 from services.resource._view import ClusterView, ViewNode
@@ -106,7 +106,12 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         self.detector = FailureDetector(wheel, self._on_dead, clock=self.clock, tick=tick_seconds)
         self.outbox = Outbox(store, self.view, on_written=self._on_written)
         self.ownership = Ownership(
-            store, replica_id=self.replica_id, address=address, ttl=lease_ttl
+            store,
+            service="resource",
+            replica_id=self.replica_id,
+            address=address,
+            ttl=lease_ttl,
+            presume_self=True,
         )
         self.aggregator = Aggregator(self.view, self.registry, tick=tick)
         self._tasks = Tasks()
@@ -126,8 +131,7 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
         for name, work in (
             ("nodes", self.view.follow_nodes()),
             ("allocs", self.view.follow_allocs()),
-            ("lease", self.ownership.keep_alive()),
-            ("replicas", self.ownership.follow()),
+            ("ownership", self.ownership.run()),
             ("outbox", self.outbox.run()),
             ("detector", self.detector.run()),
             ("aggregator", self.aggregator.run()),
@@ -213,7 +217,7 @@ class ResourceService(rs_grpc.ResourceServiceServicer):
     def _redirect(self, name: str) -> str:
         """The address of the replica that owns ``name`` when it is another one, else ``""``."""
         owner = self.ownership.owner(name)
-        return "" if owner == self.replica_id else self.ownership.address_of(owner)
+        return "" if owner in (None, self.replica_id) else self.ownership.address_of(owner)
 
     async def _settle(self, submitted: Submitted) -> Stored | None:
         """The record a submitted transition led to, once written (then visible to reads
