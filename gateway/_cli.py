@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import click
 
 from astra import configure_logging, server, telemetry
@@ -39,14 +36,9 @@ async def _serve(settings: Settings, models: tuple[str, ...]) -> None:
         broker=BrokerOptions.from_settings(settings),
         fast_lane=settings.gateway_fast_lane,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        async with gateway:
-            await stop.wait()
+        with server.stop_on_signals() as stop:
+            async with gateway:
+                await stop.wait()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
         telemetry.shutdown()

@@ -18,7 +18,7 @@ from astra.server._interceptors import (
     WrappingInterceptor,
     observed,
 )
-from astra.server._loop import new_event_loop, run
+from astra.server._loop import new_event_loop, run, stop_on_signals
 from astra.server._server import Server
 from astra.server._tasks import Tasks
 from astra.server._validation import Violations
@@ -36,4 +36,5 @@ __all__ = [
     "observed",
     "run",
     "status_for",
+    "stop_on_signals",
 ]

@@ -11,9 +11,7 @@ work to the other replicas.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
@@ -22,7 +20,7 @@ import click
 
 from astra import configure_logging, gc_for_serving, server, telemetry
 from astra.config import Settings, settings_options
-from astra.server import Server
+from astra.server import Server, stop_on_signals
 from astra.store import Store, open_store
 from services.app import AppService
 from services.node import NodeService
@@ -51,23 +49,20 @@ async def serve_service(
         build: the service, from the opened store.
         describe: the service as the "serving on" log line names it.
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    telemetry.configure(settings.otel)
-    store = await open_store(settings.store_url)
-    api = Server(settings.api_address, grace=settings.shutdown_grace)
-    service = build(store)
-    service.add_to(api)
-    try:
-        async with service, api:
-            _log.info("%s serving on %s", describe(service), api.address)
-            with gc_for_serving():
-                await stop.wait()
-    finally:
-        await store.close()
-        telemetry.shutdown()
+    with stop_on_signals() as stop:
+        telemetry.configure(settings.otel)
+        store = await open_store(settings.store_url)
+        api = Server(settings.api_address, grace=settings.shutdown_grace)
+        service = build(store)
+        service.add_to(api)
+        try:
+            async with service, api:
+                _log.info("%s serving on %s", describe(service), api.address)
+                with gc_for_serving():
+                    await stop.wait()
+        finally:
+            await store.close()
+            telemetry.shutdown()
 
 
 def _run(settings: Settings, build: Callable[[Store], S], describe: Callable[[S], str]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Sequence
 
 import click
@@ -22,7 +21,7 @@ from astra import configure_logging, gc_for_serving, server, telemetry
 from astra.config import Settings, settings_options
 from astra.errors import ConfigError
 from astra.runtime import Component, Runtime
-from astra.server import Server
+from astra.server import Server, stop_on_signals
 from astra.store import Store, open_store
 from gateway import gateway_component
 from programs.cli._howto import how_to_call
@@ -143,15 +142,8 @@ async def run_components(
 
 async def up(settings: Settings, components: Sequence[Component] = COMPONENTS) -> None:
     """Run ``components`` until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with stop_on_signals() as stop:
         await run_components(LocalRuntime(settings), components, stop)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 @click.command(name="up")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import stat
 import sys
 import time
@@ -81,10 +80,11 @@ def nodes(
 
 
 async def _run(fleet: SimFleet, *, leave: bool) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    with server.stop_on_signals() as stop:
+        await _until_stopped(fleet, stop, leave=leave)
+
+
+async def _until_stopped(fleet: SimFleet, stop: asyncio.Event, *, leave: bool) -> None:
     start = time.monotonic()
     starting = asyncio.create_task(fleet.start())
     background = [asyncio.create_task(_report(fleet)), asyncio.create_task(_commands(fleet))]
@@ -104,8 +104,6 @@ async def _run(fleet: SimFleet, *, leave: bool) -> None:
             task.cancel()
         await asyncio.gather(starting, *background, return_exceptions=True)
         await fleet.close()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 async def _report(fleet: SimFleet) -> None:
