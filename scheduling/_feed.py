@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Self
 
 from astra import keys
+from astra.coordination import follow_prefix
 from astra.records import NodeRecord
-from astra.store import CompactedError, Event, EventType, Store
+from astra.store import Event, EventType, RangeResult, Store
 from scheduling._model import FleetView
-
-_log = logging.getLogger(__name__)
 
 
 class StoreFeed:
@@ -46,18 +43,28 @@ class StoreFeed:
         """Load a consistent snapshot, then follow the watches; returns the snapshot's revision."""
         if self._tasks:
             raise RuntimeError("the feed is started already")
-        revision = await self._load_allocs(await self._load_nodes() if self._nodes else 0)
-        self._advance(revision)
+        revision = 0
+        if self._nodes:
+            nodes = await self._store.range(keys.NODES)
+            self._load_nodes(nodes)
+            revision = nodes.revision
+        allocs = await self._store.range(keys.ALLOC, revision=revision)
+        self._load_allocs(allocs)
+        revision = allocs.revision
         if self._nodes:
             self._tasks.append(
                 asyncio.create_task(
-                    self._follow(keys.NODES, revision, self._on_node, self._load_nodes),
+                    follow_prefix(
+                        self._store, keys.NODES, revision, self._on_nodes, self._load_nodes
+                    ),
                     name="fleet-feed-nodes",
                 )
             )
         self._tasks.append(
             asyncio.create_task(
-                self._follow(keys.ALLOC, revision, self._on_alloc, self._load_allocs),
+                follow_prefix(
+                    self._store, keys.ALLOC, revision, self._on_allocs, self._load_allocs
+                ),
                 name="fleet-feed-allocs",
             )
         )
@@ -87,17 +94,15 @@ class StoreFeed:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # -- snapshot --------------------------------------------------------------------
+    # -- snapshot and deltas ----------------------------------------------------------
 
-    async def _load_nodes(self, revision: int = 0) -> int:
-        result = await self._store.range(keys.NODES, revision=revision)
+    def _load_nodes(self, result: RangeResult) -> None:
         self._view.apply_nodes(
             (NodeRecord.from_bytes(kv.value) for kv in result.kvs), snapshot=True
         )
-        return result.revision
 
-    async def _load_allocs(self, revision: int = 0) -> int:
-        result = await self._store.range(keys.ALLOC, revision=revision)
+    def _load_allocs(self, result: RangeResult) -> None:
+        """Apply a read of every allocation; the view is current at its revision."""
         view, present = self._view, set()
         for kv in result.kvs:
             node_id = keys.last_segment(kv.key)
@@ -109,50 +114,24 @@ class StoreFeed:
             if node.alloc_revision and node_id not in present
         ]:
             view.apply_alloc(node_id, None, observed=result.revision)
-        return result.revision
+        self._advance(result.revision)
 
-    # -- deltas ----------------------------------------------------------------------
+    def _on_nodes(self, events: list[Event]) -> None:
+        for event in events:
+            if event.type is EventType.PUT:
+                self._view.apply_node(NodeRecord.from_bytes(event.kv.value))
+            else:
+                self._view.remove_node(keys.last_segment(event.kv.key))
 
-    async def _follow(
-        self,
-        prefix: str,
-        start: int,
-        apply: Callable[[Event], None],
-        reload: Callable[[], Awaitable[int]],
-    ) -> None:
-        """Apply the watch of ``prefix`` from ``start + 1``; allocations advance
-        :attr:`revision`."""
-        advances = prefix == keys.ALLOC
-        while True:
-            try:
-                async for events in self._store.watch(prefix, start_revision=start + 1):
-                    for event in events:
-                        apply(event)
-                    start = events[-1].kv.mod_revision
-                    if advances:
-                        self._advance(start)
-                return
-            except CompactedError as exc:
-                _log.warning(
-                    "fleet feed of %s fell behind compaction (%s); re-reading it", prefix, exc
-                )
-                start = await reload()
-                if advances:
-                    self._advance(start)
-
-    def _on_node(self, event: Event) -> None:
-        if event.type is EventType.PUT:
-            self._view.apply_node(NodeRecord.from_bytes(event.kv.value))
-        else:
-            self._view.remove_node(keys.last_segment(event.kv.key))
-
-    def _on_alloc(self, event: Event) -> None:
-        kv = event.kv
-        self._view.apply_alloc(
-            keys.last_segment(kv.key),
-            kv if event.type is EventType.PUT else None,
-            observed=kv.mod_revision,
-        )
+    def _on_allocs(self, events: list[Event]) -> None:
+        for event in events:
+            kv = event.kv
+            self._view.apply_alloc(
+                keys.last_segment(kv.key),
+                kv if event.type is EventType.PUT else None,
+                observed=kv.mod_revision,
+            )
+        self._advance(events[-1].kv.mod_revision)
 
     def _advance(self, revision: int) -> None:
         self._revision = max(self._revision, revision)

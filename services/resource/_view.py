@@ -16,10 +16,10 @@ import itertools
 from collections.abc import Callable, Iterable
 
 from astra import keys
+from astra.coordination import follow_prefix
 from astra.records import AllocRecord, NodeRecord, Quantity
 from astra.store import CompactedError, Event, EventType, Get, KeyValue, RangeResult, Store
 from services.resource._convert import PHASES, Stored, node_name
-from services.resource._follow import follow
 from services.resource._pools import PoolKey, Pools
 
 #: Removals remembered for subscribers that resume: beyond these, they get a snapshot.
@@ -165,22 +165,14 @@ class ClusterView:
 
     async def follow_nodes(self) -> None:
         """Apply node events forever."""
-        await follow(
-            self._store,
-            keys.NODES,
-            revision=lambda: self.revision,
-            apply=self._node_events,
-            reload=self._reread_nodes,
+        await follow_prefix(
+            self._store, keys.NODES, self.revision, self._node_events, self._reread_nodes
         )
 
     async def follow_allocs(self) -> None:
         """Apply allocation events forever."""
-        await follow(
-            self._store,
-            keys.ALLOC,
-            revision=lambda: self.alloc_revision,
-            apply=self._alloc_events,
-            reload=self._reread_allocs,
+        await follow_prefix(
+            self._store, keys.ALLOC, self.alloc_revision, self._alloc_events, self._reread_allocs
         )
 
     def _node_events(self, events: list[Event]) -> None:
