@@ -42,7 +42,10 @@ def replica_to_proto(record: ReplicaRecord) -> replica_pb2.Replica:
         endpoint=record.endpoint,
         execution_provider=record.execution_provider,
         message=record.message,
+        template=record.template,
     )
+    if record.retire_time:
+        replica.retire_time.CopyFrom(timestamp(record.retire_time))
     if record.create_time:
         replica.create_time.CopyFrom(timestamp(record.create_time))
     if record.update_time:

@@ -161,6 +161,10 @@ class ReplicaRecord(Record):
     the Node service writes its status (phase, endpoint, ...) from agents' reports.
 
     ``models`` holds one map per model: name, version, uri, sha256, format.
+    ``template`` is the digest of the app spec's parts the replica runs (its scheduler
+    compares it to find replicas a rollout replaces; ``""`` in records written before
+    templates existed). ``retire_time`` (0: not retiring) is when its scheduler retired
+    it: it left its routes then, its agent drains it, and its record goes once DRAINED.
     """
 
     _nested: ClassVar[dict[str, type]] = {"resources": Quantity}
@@ -180,6 +184,8 @@ class ReplicaRecord(Record):
     ray_head_address: str = ""
     create_time: float = 0.0
     update_time: float = 0.0
+    template: str = ""
+    retire_time: float = 0.0
 
     @property
     def name(self) -> str:
@@ -219,6 +225,8 @@ class AppRecord(Record):
     workers_per_cluster: int = 0
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    max_surge: int = 1
+    max_unavailable: int = 0
     generation: int = 1
     create_time: float = 0.0
     update_time: float = 0.0
@@ -229,6 +237,8 @@ class AppRecord(Record):
     placed: int = 0
     ready: int = 0
     unplaceable: int = 0
+    #: The rollout's counts: updated, updated_ready, old, retiring, failed.
+    rollout: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -42,7 +42,9 @@ class Assignments:
     """Follows WatchAssignments for this node: a snapshot, then changes, resumed from the
     last revision after a lost stream (from a fresh snapshot if that is too old).
 
-    New or changed replicas go to ``runtime.start``, removed ones to ``runtime.stop``.
+    New or changed replicas go to ``runtime.start``, retired ones (``retire_time``
+    set: they have left their routes) to ``runtime.drain``, removed ones to
+    ``runtime.stop``.
     Without a runtime the agent only acknowledges its assignments: it keeps and logs
     them and reports nothing it cannot vouch for. Once :meth:`drain` began, new
     replicas are not started.
@@ -103,7 +105,10 @@ class Assignments:
             for replica in message.replicas:
                 previous = self.replicas.get(replica.name)
                 self.replicas[replica.name] = replica
-                if previous is None or spec_of(previous) != spec_of(replica):
+                if replica.HasField("retire_time"):
+                    if previous is None or not previous.HasField("retire_time"):
+                        await self._retire(replica.name)
+                elif previous is None or spec_of(previous) != spec_of(replica):
                     await self._start(replica)
             self.revision = message.revision
 
@@ -124,6 +129,23 @@ class Assignments:
         except Exception as exc:
             _log.exception("starting %s failed", replica.name)
             self._report_failed(replica.name, f"start failed: {exc}")
+
+    async def _retire(self, name: str) -> None:
+        """Drain a replica its scheduler retired (it has left its routes); its record
+        goes once it reports DRAINED. One never started here is reported DRAINED."""
+        if name not in self._started or self._runtime is None:
+            self._reporter.report(
+                node_service_pb2.ReplicaStatusReport(
+                    replica=name, phase=replica_pb2.REPLICA_PHASE_DRAINED, message="retired"
+                )
+            )
+            return
+        _log.info("%s retired by its scheduler: draining it", name)
+        try:
+            await self._runtime.drain(name)
+        except Exception as exc:
+            _log.exception("draining %s failed", name)
+            self._report_failed(name, f"drain failed: {exc}")
 
     def _report_failed(self, name: str, message: str) -> None:
         self._reporter.report(

@@ -43,7 +43,7 @@ from scheduling._planner import (
     Rejection,
 )
 from scheduling._queue import WorkQueue
-from scheduling._reconcile import Diff, Slot, diff
+from scheduling._reconcile import RETIRE_TIMEOUT, Diff, Slot, diff, is_current, is_ready
 from scheduling._scheduler import MAX_ATTEMPTS, AppScheduler, ReconcileResult
 from scheduling._scoring import (
     Chooser,
@@ -57,6 +57,7 @@ from scheduling._spec import DEFAULT_WATERMARK, AppSpec, Strategy
 __all__ = [
     "DEFAULT_WATERMARK",
     "MAX_ATTEMPTS",
+    "RETIRE_TIMEOUT",
     "SEQUENCE_KEY",
     "AppScheduler",
     "AppSpec",
@@ -87,6 +88,8 @@ __all__ = [
     "WorkQueue",
     "accelerator_tiers",
     "diff",
+    "is_current",
+    "is_ready",
     "node_record",
     "replica_name",
 ]

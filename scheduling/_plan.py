@@ -35,6 +35,7 @@ class Placement:
     resources: Quantity
     app_generation: int = 0
     models: tuple[Mapping[str, Any], ...] = ()
+    template: str = ""
 
     @property
     def name(self) -> str:

@@ -200,6 +200,32 @@ class Planner:
         result = await self._store.range(keys.replicas_of(app_id))
         return [ReplicaRecord.from_bytes(kv.value) for kv in result.kvs]
 
+    async def retire(self, records: Iterable[ReplicaRecord], now: float) -> int:
+        """Mark each replica of ``records`` retired at ``now`` (it leaves its routes and
+        its agent drains it), unless its record changed since it was read (a status
+        report, say) and is retired already or gone; returns how many were marked.
+        One transaction per replica, guarded by its record's ``mod_revision`` and
+        retried on the fresh record, so a concurrent status write is never lost.
+        """
+        marked = 0
+        for record in records:
+            key = keys.replica(record.app_id, record.replica_id)
+            for _ in range(self._max_rounds):
+                kv = await self._store.get(key)
+                if kv is None:
+                    break
+                fresh = ReplicaRecord.from_bytes(kv.value)
+                if fresh.retire_time:
+                    break
+                fresh.retire_time = fresh.update_time = now
+                result = await self._store.txn(
+                    (Compare.mod_revision(key) == kv.mod_revision,), (Put(key, fresh.to_bytes()),)
+                )
+                if result.succeeded:
+                    marked += 1
+                    break
+        return marked
+
     async def commit(self, plan: Plan) -> CommitOutcome:
         """Commit ``plan``, in as few transactions as the limits allow, one after the other.
 
@@ -376,7 +402,7 @@ class Planner:
                     memory - need.memory_bytes,
                     gpus - need.gpus,
                 )
-                replicas[name] = _amounts(placement)  # type: ignore[assignment]
+                replicas[name] = _amounts(placement)  # type: ignore[assignment]  # AllocRecord says lists; a tuple encodes alike
                 kept.append(placement)
             else:
                 outcome.rejected.append((placement, Rejection.NO_LONGER_FITS))
@@ -502,6 +528,7 @@ def _same_spec(template: Placement, placement: Placement) -> bool:
         template.resources is placement.resources
         and template.models is placement.models
         and template.app_generation == placement.app_generation
+        and template.template == placement.template
     )
 
 
@@ -515,6 +542,7 @@ def _replica_record(placement: Placement, now: float) -> ReplicaRecord:
         resources=placement.resources,
         models=[dict(model) for model in placement.models],
         app_generation=placement.app_generation,
+        template=placement.template,
         phase=ReplicaPhase.PENDING.value,
         create_time=now,
         update_time=now,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from scheduling._feasibility import Reason
 from scheduling._model import FleetView, NodeState
 from scheduling._plan import Placement, Plan, Removal
 from scheduling._planner import Planner, Rejection
-from scheduling._reconcile import Slot, diff
+from scheduling._reconcile import RETIRE_TIMEOUT, Slot, diff
 from scheduling._scoring import Chooser, Sampling, Unplaceable
 from scheduling._spec import AppSpec
 
@@ -53,13 +54,27 @@ class ReconcileResult:
     """Changes neither done nor impossible (lost races, a stale read): reconcile again."""
     lost: int = 0
     """Replicas found on lost nodes (removed, and replaced when possible)."""
+    retired: list[ReplicaRecord] = field(default_factory=list)
+    """Serving replicas taken out of their routes to drain, by this reconcile."""
+    old: int = 0
+    """Replicas of another template left to replace (a rollout in progress)."""
+    retiring: int = 0
+    """Retired replicas still draining."""
+    recheck: float | None = None
+    """Seconds after which to reconcile again with no event (a drain's timeout)."""
     txns: int = 0
     conflicts: int = 0
 
     @property
     def converged(self) -> bool:
         """Whether the app has exactly what its spec asks for."""
-        return self.running == self.desired and not self.pending and not self.unplaceable
+        return (
+            self.running == self.desired
+            and not self.pending
+            and not self.unplaceable
+            and not self.old
+            and not self.retiring
+        )
 
 
 class AppScheduler:
@@ -109,15 +124,33 @@ class AppScheduler:
         return await self._reconcile(self._spec)
 
     async def delete(self) -> ReconcileResult:
-        """Remove every replica of the app, freeing all it holds."""
-        return await self._reconcile(dataclasses.replace(self._spec, replicas=0))
+        """Remove every replica of the app at once, freeing all it holds (a deleted app
+        stops serving: its replicas are not drained first)."""
+        return await self._reconcile(dataclasses.replace(self._spec, replicas=0), drain=False)
 
-    async def _reconcile(self, spec: AppSpec) -> ReconcileResult:
+    async def _reconcile(self, spec: AppSpec, *, drain: bool = True) -> ReconcileResult:
         actual = await self._planner.read_replicas(spec.app_id)
-        changes = diff(spec, actual, self._view.is_lost)
+        now = time.time()
+        changes = diff(spec, actual, self._view.is_lost, now)
+        if not drain:
+            changes.remove.extend(changes.retire)
+            changes.retire.clear()
         result = ReconcileResult(
-            spec.app_id, spec.replicas, running=len(changes.keep), lost=len(changes.lost)
+            spec.app_id,
+            spec.replicas,
+            running=len(changes.keep),
+            lost=len(changes.lost),
+            old=changes.old,
+            retiring=changes.retiring,
+            recheck=changes.recheck,
         )
+        if changes.retire:
+            marked = await self._planner.retire(changes.retire, now)
+            result.retired.extend(changes.retire)
+            if marked < len(changes.retire):
+                result.pending += len(changes.retire) - marked
+            if result.recheck is None:
+                result.recheck = RETIRE_TIMEOUT
         if changes.remove:
             await self._remove(changes.remove, result)
         if changes.place:
@@ -238,6 +271,7 @@ class AppScheduler:
             resources=spec.resources,
             app_generation=spec.generation,
             models=spec.models,
+            template=spec.template,
         )
 
 

@@ -8,6 +8,8 @@ protos.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +55,12 @@ class AppSpec:
         priority: higher is more important (work queues may order by it).
         generation: the spec's generation, written into each replica placed for it.
         models: the models every replica serves (name, version, uri, sha256, format).
+        max_surge: during a rollout, at most this many replicas beyond ``replicas``
+            (new ones placed before old ones leave).
+        max_unavailable: during a rollout, at most this many of ``replicas`` may be
+            missing from the ready ones (old ones leave before new ones are ready).
+        template: output only: the digest of what a replica runs (see :meth:`template_of`);
+            replicas placed under another template are replaced by a rollout.
     """
 
     app_id: str
@@ -71,6 +79,9 @@ class AppSpec:
     priority: int = 0
     generation: int = 0
     models: tuple[Mapping[str, Any], ...] = ()
+    max_surge: int = 1
+    max_unavailable: int = 0
+    template: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         if not self.app_id or "/" in self.app_id:
@@ -79,11 +90,33 @@ class AppSpec:
             raise ValueError("replicas, max_per_node and workers_per_cluster must be >= 0")
         if self.ray_clusters < 1:
             raise ValueError("ray_clusters must be >= 1")
+        if self.max_surge < 0 or self.max_unavailable < 0:
+            raise ValueError("max_surge and max_unavailable must be >= 0")
+        if not self.max_surge and not self.max_unavailable:
+            raise ValueError("max_surge and max_unavailable cannot both be 0")
         if not 0.0 < self.watermark <= 1.0:
             raise ValueError(f"watermark must be in (0, 1], not {self.watermark}")
         resources = self.resources
         if min(resources.cpu_millis, resources.memory_bytes, resources.gpus) < 0:
             raise ValueError("resources must be >= 0")
+        object.__setattr__(self, "template", self.template_of())
+
+    def template_of(self) -> str:
+        """The digest of what a replica of this spec runs and where it may run: the
+        models, the resources, and the placement's hard constraints (accelerators, node
+        selector, anti-affinity). Labels, priority, the replica count, scoring
+        preferences and the Ray shape are not part of it: changing them replaces no
+        replica (the Ray shape is met by adding and removing workers)."""
+        resources = self.resources
+        described = {
+            "models": [dict(sorted(model.items())) for model in self.models],
+            "resources": [resources.cpu_millis, resources.memory_bytes, resources.gpus],
+            "accelerators": list(self.accelerators),
+            "node_selector": dict(sorted(self.node_selector.items())),
+            "anti_affinity": sorted(self.anti_affinity),
+        }
+        encoded = json.dumps(described, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
 
     def cluster_sizes(self) -> list[int]:
         """How many replicas each Ray cluster has, heads included; sums to :attr:`replicas`.

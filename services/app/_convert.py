@@ -16,6 +16,7 @@ from astra.messages import enum_value, model_to_proto, timestamp
 from astra.names import DEFAULT_VERSION, app_id_of, app_name
 from astra.records import AppRecord, Quantity
 from scheduling import DEFAULT_WATERMARK, AppSpec, Strategy
+from services.app._validation import DEFAULT_MAX_SURGE
 
 _STRATEGY_PREFIX = "PLACEMENT_STRATEGY_"
 _FORMAT_PREFIX = "MODEL_FORMAT_"
@@ -47,6 +48,9 @@ def apply_spec(record: AppRecord, app: app_pb2.App) -> None:
     record.workers_per_cluster = app.ray.workers_per_cluster
     record.priority = app.priority
     record.labels = dict(app.labels)
+    rollout = app.rollout
+    record.max_surge = rollout.max_surge if rollout.HasField("max_surge") else DEFAULT_MAX_SURGE
+    record.max_unavailable = rollout.max_unavailable
 
 
 def spec_of(record: AppRecord) -> tuple[Any, ...]:
@@ -67,6 +71,8 @@ def spec_of(record: AppRecord) -> tuple[Any, ...]:
         record.workers_per_cluster,
         record.priority,
         record.labels,
+        record.max_surge,
+        record.max_unavailable,
     )
 
 
@@ -97,6 +103,10 @@ def to_app(record: AppRecord) -> app_pb2.App:
         ),
         priority=record.priority,
         labels=record.labels,
+        rollout=app_pb2.RolloutPolicy(
+            max_surge=record.max_surge, max_unavailable=record.max_unavailable
+        ),
+        rollout_status=app_pb2.RolloutStatus(**record.rollout),
         generation=record.generation,
         observed_generation=record.observed_generation,
         reconciling=record.reconciling,
@@ -136,6 +146,8 @@ def to_spec(record: AppRecord) -> AppSpec:
         workers_per_cluster=record.workers_per_cluster,
         priority=record.priority,
         generation=record.generation,
+        max_surge=record.max_surge,
+        max_unavailable=record.max_unavailable,
         models=tuple(
             {**model, "version": model["version"] or DEFAULT_VERSION} for model in record.models
         ),

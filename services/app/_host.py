@@ -13,7 +13,8 @@ an app:
 - one of its replica records changed (a phase reported by an agent, an eviction);
 - a node holding its replicas changed phase (DEAD: the diff re-places them);
 - the fleet changed while some of its replicas could not be placed;
-- its last reconcile left changes undone (lost races): after a short backoff.
+- its last reconcile left changes undone (lost races): after a short backoff;
+- a replica it retired may time out draining: at that deadline.
 
 After each reconcile it writes the status, then copies each Ray head's address into its
 cluster's workers (:mod:`services.app._heads`).
@@ -245,6 +246,8 @@ class SchedulerHost:
                 self._retry_starved_soon()
         else:
             self._starved.discard(app_id)
+        if result.recheck is not None:  # a retired replica's drain may time out then
+            self._later(app_id, result.recheck)
         linked = await link_workers(self._store, stored)
         return bool(result.pending) or not linked
 

@@ -5,9 +5,14 @@
 - "Placed": TRUE once every wanted replica is placed; FALSE with the most common
   reason (e.g. ``InsufficientGpu``) while some cannot be; UNKNOWN while placements are
   still being retried.
-- "Ready": TRUE once every wanted replica serves.
+- "Ready": TRUE once every wanted replica serves; FALSE with ``ReplicaFailed`` and the
+  replica's own message when one of the current spec FAILED.
+- "Rollout": ``Complete`` (TRUE) once every replica runs the current template and
+  none is draining; ``Stalled`` (FALSE) when a replica of the current template FAILED
+  (the old ones keep serving: the surge budget bounds the failures); ``Progressing``
+  (UNKNOWN) otherwise. ``rollout`` counts updated, updated_ready, old, retiring, failed.
 - ``reconciling``: the placed replicas differ from the spec (in number, or placed for
-  other models or resources).
+  another template, or retired and draining).
 
 A condition keeps its ``last_transition_time`` while its status stays the same.
 """
@@ -20,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from astra.records import AppRecord, ReplicaPhase, ReplicaRecord
-from scheduling import AppSpec, ReconcileResult
+from scheduling import AppSpec, ReconcileResult, is_current
 
 PLACED = "Placed"
 READY = "Ready"
+ROLLOUT = "Rollout"
 _TRUE, _FALSE, _UNKNOWN = "TRUE", "FALSE", "UNKNOWN"
 #: Distinct unplaceable messages quoted in the "Placed" condition's message.
 _MESSAGES = 3
@@ -47,6 +53,7 @@ class AppStatus:
     ready: int
     unplaceable: int
     conditions: tuple[Condition, ...]
+    rollout: dict[str, int]
 
 
 def status_of(
@@ -56,22 +63,42 @@ def status_of(
     is_lost: Callable[[str], bool],
 ) -> AppStatus:
     """The status after reconciling ``spec`` (``result``), given the app's replica
-    records read after it. A replica placed for other models or resources than the
-    spec's is outdated: the app is reconciling while one remains."""
+    records read after it. A replica placed for another template than the spec's is
+    old: the app is reconciling while one remains, or one retired is still draining."""
     live = [record for record in replicas if not is_lost(record.node_id)]
-    placed = len(live)
-    ready = sum(record.phase == ReplicaPhase.READY for record in live)
-    models = [dict(model) for model in spec.models]
-    outdated = any(record.resources != spec.resources or record.models != models for record in live)
+    serving = [record for record in live if not record.retire_time]
+    updated = [record for record in serving if is_current(record, spec)]
+    failed = [record for record in updated if record.phase == ReplicaPhase.FAILED]
+    rollout = {
+        "updated": len(updated),
+        "updated_ready": sum(record.phase == ReplicaPhase.READY for record in updated),
+        "old": len(serving) - len(updated),
+        "retiring": len(live) - len(serving),
+        "failed": len(failed),
+    }
+    placed = len(serving)
+    ready = sum(record.phase == ReplicaPhase.READY for record in serving)
     desired = result.desired
+    rolling = bool(rollout["old"] or rollout["retiring"])
     return AppStatus(
         observed_generation=spec.generation,
-        reconciling=placed != desired or outdated or bool(result.pending or result.unplaceable),
+        reconciling=placed != desired or rolling or bool(result.pending or result.unplaceable),
         placed=placed,
         ready=ready,
         unplaceable=len(result.unplaceable),
-        conditions=(_placed(result, placed, desired), _ready(ready, desired)),
+        conditions=(
+            _placed(result, placed, desired),
+            _ready(ready, desired, failed),
+            _rollout(rollout, desired, failed),
+        ),
+        rollout=rollout,
     )
+
+
+def _failure(failed: list[ReplicaRecord]) -> str:
+    first = min(failed, key=lambda record: record.replica_id)
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"replica {first.name} failed{more}: {first.message or 'no reason reported'}"
 
 
 def _placed(result: ReconcileResult, placed: int, desired: int) -> Condition:
@@ -90,10 +117,26 @@ def _placed(result: ReconcileResult, placed: int, desired: int) -> Condition:
     return Condition(PLACED, _UNKNOWN, "Placing", f"{placed} of {desired} replicas placed so far")
 
 
-def _ready(ready: int, desired: int) -> Condition:
+def _ready(ready: int, desired: int, failed: list[ReplicaRecord]) -> Condition:
     if ready >= desired:
         return Condition(READY, _TRUE, "AllReady", f"{ready} of {desired} replicas ready")
+    if failed:
+        return Condition(
+            READY, _FALSE, "ReplicaFailed", f"{ready} of {desired} ready; {_failure(failed)}"
+        )
     return Condition(READY, _FALSE, "ReplicasNotReady", f"{ready} of {desired} replicas ready")
+
+
+def _rollout(counts: dict[str, int], desired: int, failed: list[ReplicaRecord]) -> Condition:
+    progress = (
+        f"{counts['updated_ready']} of {desired} updated and ready, {counts['old']} old, "
+        f"{counts['retiring']} draining"
+    )
+    if failed:
+        return Condition(ROLLOUT, _FALSE, "Stalled", f"{progress}; {_failure(failed)}")
+    if not counts["old"] and not counts["retiring"] and counts["updated_ready"] >= desired:
+        return Condition(ROLLOUT, _TRUE, "Complete", progress)
+    return Condition(ROLLOUT, _UNKNOWN, "Progressing", progress)
 
 
 def apply_status(record: AppRecord, status: AppStatus, now: float) -> bool:
@@ -119,6 +162,7 @@ def apply_status(record: AppRecord, status: AppStatus, now: float) -> bool:
         "ready": status.ready,
         "unplaceable": status.unplaceable,
         "conditions": conditions,
+        "rollout": status.rollout,
     }
     if all(getattr(record, name) == value for name, value in wanted.items()):
         return False

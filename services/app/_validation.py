@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 
 from google.protobuf import field_mask_pb2
 
@@ -31,6 +32,8 @@ MAX_CPU_MILLIS = 1_000_000
 MAX_MEMORY_BYTES = 1 << 50
 MAX_GPUS = 64
 MAX_URI = 2048
+#: A rollout's budgets when the spec leaves them unset.
+DEFAULT_MAX_SURGE = 1
 
 #: Field paths an update mask may name; "*" names them all.
 UPDATABLE = frozenset(
@@ -55,6 +58,9 @@ UPDATABLE = frozenset(
         "ray.workers_per_cluster",
         "priority",
         "labels",
+        "rollout",
+        "rollout.max_surge",
+        "rollout.max_unavailable",
     }
 )
 _TOP_LEVEL = tuple(sorted(path for path in UPDATABLE if "." not in path))
@@ -166,6 +172,19 @@ def check_spec(app: app_pb2.App, at: Violations, *, replicas_given: bool) -> Non
             "when ray.workers_per_cluster is set",
         )
     _check_map(app.labels, at, "labels")
+    _check_rollout(app.rollout, at.at("rollout"))
+
+
+def _check_rollout(rollout: app_pb2.RolloutPolicy, at: Violations) -> None:
+    surge = rollout.max_surge if rollout.HasField("max_surge") else DEFAULT_MAX_SURGE
+    unavailable = rollout.max_unavailable
+    at.check(0 <= surge <= MAX_REPLICAS, "max_surge", f"must be in 0..{MAX_REPLICAS}")
+    at.check(0 <= unavailable <= MAX_REPLICAS, "max_unavailable", f"must be in 0..{MAX_REPLICAS}")
+    at.check(
+        surge > 0 or unavailable > 0,
+        "max_surge",
+        "must be at least 1 when max_unavailable is 0 (else no replica could be replaced)",
+    )
 
 
 def derived_replicas(app: app_pb2.App) -> int:
@@ -242,8 +261,8 @@ def _check_placement(app: app_pb2.App, at: Violations) -> None:
     )
 
 
-def _check_tokens(values: object, at: Violations, field: str) -> None:
-    items = list(values)  # type: ignore[call-overload]
+def _check_tokens(values: Iterable[str], at: Violations, field: str) -> None:
+    items = list(values)
     if not at.check(len(items) <= MAX_ENTRIES, field, f"must hold at most {MAX_ENTRIES} entries"):
         return
     for index, value in enumerate(items):
@@ -251,8 +270,8 @@ def _check_tokens(values: object, at: Violations, field: str) -> None:
     at.check(len(set(items)) == len(items), field, "must not repeat an entry")
 
 
-def _check_map(values: object, at: Violations, field: str) -> None:
-    entries = dict(values)  # type: ignore[call-overload]
+def _check_map(values: Mapping[str, str], at: Violations, field: str) -> None:
+    entries = dict(values)
     if not at.check(len(entries) <= MAX_ENTRIES, field, f"must hold at most {MAX_ENTRIES} entries"):
         return
     here = at.at(field)

@@ -29,7 +29,16 @@ from typing import Self
 
 from astra import keys
 from astra.records import AllocRecord, ReplicaRecord
-from astra.store import CompactedError, Event, EventType, Get, KeyValue, Store, UnavailableError
+from astra.store import (
+    CompactedError,
+    Event,
+    EventType,
+    Get,
+    KeyValue,
+    RangeResult,
+    Store,
+    UnavailableError,
+)
 from services.node._names import replica_key, replica_name
 
 _log = logging.getLogger(__name__)
@@ -49,6 +58,7 @@ def placement(record: ReplicaRecord) -> Placement:
         tuple(tuple(sorted(model.items())) for model in record.models),
         record.app_generation,
         record.ray_head_address,
+        record.retire_time,
     )
 
 
@@ -203,8 +213,9 @@ class AssignmentHub:
             await self._ready.wait()
             epoch = self._epoch
             read = (await self._store.txn((), [Get(alloc_key)])).results[0]
+            assert isinstance(read, RangeResult)
             revision = read.revision
-            kvs = read.kvs  # type: ignore[union-attr]
+            kvs = read.kvs
             names = _assigned_names(kvs[0] if kvs else None)
             first = Delta(revision, upserts=dict.fromkeys(names))
             if start_revision:

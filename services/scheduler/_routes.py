@@ -2,8 +2,9 @@
 
 The rules, applied to the replica records and the nodes as they are now:
 
-- A replica serves when it is READY with an endpoint, on a READY node: a replica on a
-  DRAINING or DEAD node (or an unknown one) leaves its routes at once.
+- A replica serves when it is READY with an endpoint, on a READY node, and not retired
+  by its scheduler: a replica on a DRAINING or DEAD node (or an unknown one), or one
+  retired (a rollout or a scale-down; it drains next), leaves its routes at once.
 - Ray federation: a replica serves only while its Ray cluster does, i.e. while the
   cluster's head exists on a live node (not DEAD, not gone) and is READY or DRAINING.
   A cluster whose head is lost leaves the routes whole, at once; its replacement
@@ -141,7 +142,7 @@ class RouteTable:
 
     def _endpoint(self, name: str, record: ReplicaRecord) -> dict[str, Any] | None:
         node = self.nodes.get(record.node_id)
-        if record.phase != ReplicaPhase.READY.value or not record.endpoint:
+        if record.phase != ReplicaPhase.READY.value or not record.endpoint or record.retire_time:
             return None
         if node is None or node.phase != NodePhase.READY.value or not self._serving(record):
             return None

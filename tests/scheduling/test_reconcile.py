@@ -7,20 +7,39 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from astra.records import Quantity, ReplicaRecord, ReplicaRole
+from astra.records import Quantity, ReplicaPhase, ReplicaRecord, ReplicaRole
 from scheduling import AppSpec, Diff, diff
 from tests.scheduling.fleets import spec
 
 LOST_NODES = frozenset({"dead"})
+#: What the replicas of the specs below run (all of them: the count is not part of it).
+TEMPLATE = spec("a", 1).template
 
 
 def is_lost(node_id: str) -> bool:
     return node_id in LOST_NODES
 
 
-def record(replica_id: str, cluster: str, role: ReplicaRole, node_id: str = "n1") -> ReplicaRecord:
+def record(
+    replica_id: str,
+    cluster: str,
+    role: ReplicaRole,
+    node_id: str = "n1",
+    *,
+    phase: ReplicaPhase = ReplicaPhase.PENDING,
+    template: str = TEMPLATE,
+    retire_time: float = 0.0,
+) -> ReplicaRecord:
     return ReplicaRecord(
-        "a", replica_id, node_id, ray_cluster=cluster, role=role.value, resources=Quantity(1, 1, 0)
+        "a",
+        replica_id,
+        node_id,
+        ray_cluster=cluster,
+        role=role.value,
+        resources=Quantity(1, 1, 0),
+        phase=phase.value,
+        template=template,
+        retire_time=retire_time,
     )
 
 
@@ -78,6 +97,7 @@ def test_one_diff_converges_any_state_to_the_spec(
 ) -> None:
     changes = diff(app, actual, is_lost)
     ids = lambda records: sorted(r.replica_id for r in records)
+    assert not changes.retire and not changes.old  # none serves, none is of another template
     assert ids(changes.keep + changes.remove) == ids(actual)  # a partition of what exists
     assert all(r.node_id == "dead" for r in changes.lost)
     assert {r.replica_id for r in changes.lost} <= {r.replica_id for r in changes.remove}

@@ -26,7 +26,7 @@ from astra._gen.astra.v1 import common_pb2 as astra_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61stra/v1/app.proto\x12\x08\x61stra.v1\x1a\x15\x61stra/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x04\n\x03\x41pp\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x1f\n\x06models\x18\x03 \x03(\x0b\x32\x0f.astra.v1.Model\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12-\n\tresources\x18\x05 \x01(\x0b\x32\x1a.astra.v1.ReplicaResources\x12&\n\tplacement\x18\x06 \x01(\x0b\x32\x13.astra.v1.Placement\x12%\n\x03ray\x18\x07 \x01(\x0b\x32\x18.astra.v1.RayClusterSpec\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12)\n\x06labels\x18\t \x03(\x0b\x32\x19.astra.v1.App.LabelsEntry\x12\x12\n\ngeneration\x18\n \x01(\x03\x12\x1b\n\x13observed_generation\x18\x0b \x01(\x03\x12\x13\n\x0breconciling\x18\x0c \x01(\x08\x12\'\n\nconditions\x18\r \x03(\x0b\x32\x13.astra.v1.Condition\x12/\n\x0ereplica_counts\x18\x0e \x01(\x0b\x32\x17.astra.v1.ReplicaCounts\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x11 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12%\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x15.astra.v1.ModelFormat\"`\n\x10ReplicaResources\x12\x12\n\ncpu_millis\x18\x01 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x04 \x03(\t\"\x95\x02\n\tPlacement\x12<\n\rnode_selector\x18\x01 \x03(\x0b\x32%.astra.v1.Placement.NodeSelectorEntry\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x03(\t\x12\x15\n\ranti_affinity\x18\x03 \x03(\t\x12-\n\x08strategy\x18\x04 \x01(\x0e\x32\x1b.astra.v1.PlacementStrategy\x12\x11\n\twatermark\x18\x05 \x01(\x01\x12\x14\n\x0cmax_per_node\x18\x06 \x01(\x05\x12\x14\n\x0cspread_zones\x18\x07 \x01(\x08\x1a\x33\n\x11NodeSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x0eRayClusterSpec\x12\x10\n\x08\x63lusters\x18\x01 \x01(\x05\x12\x1b\n\x13workers_per_cluster\x18\x02 \x01(\x05\"T\n\rReplicaCounts\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\x12\x0e\n\x06placed\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x05\x12\x13\n\x0bunplaceable\x18\x04 \x01(\x05*B\n\x0bModelFormat\x12\x1c\n\x18MODEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_FORMAT_ONNX\x10\x01*\x95\x01\n\x11PlacementStrategy\x12\"\n\x1ePLACEMENT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1d\n\x19PLACEMENT_STRATEGY_SPREAD\x10\x01\x12\x1b\n\x17PLACEMENT_STRATEGY_PACK\x10\x02\x12 \n\x1cPLACEMENT_STRATEGY_WATERMARK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61stra/v1/app.proto\x12\x08\x61stra.v1\x1a\x15\x61stra/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x05\n\x03\x41pp\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x1f\n\x06models\x18\x03 \x03(\x0b\x32\x0f.astra.v1.Model\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12-\n\tresources\x18\x05 \x01(\x0b\x32\x1a.astra.v1.ReplicaResources\x12&\n\tplacement\x18\x06 \x01(\x0b\x32\x13.astra.v1.Placement\x12%\n\x03ray\x18\x07 \x01(\x0b\x32\x18.astra.v1.RayClusterSpec\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12)\n\x06labels\x18\t \x03(\x0b\x32\x19.astra.v1.App.LabelsEntry\x12\x12\n\ngeneration\x18\n \x01(\x03\x12\x1b\n\x13observed_generation\x18\x0b \x01(\x03\x12\x13\n\x0breconciling\x18\x0c \x01(\x08\x12\'\n\nconditions\x18\r \x03(\x0b\x32\x13.astra.v1.Condition\x12/\n\x0ereplica_counts\x18\x0e \x01(\x0b\x32\x17.astra.v1.ReplicaCounts\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x11 \x01(\t\x12(\n\x07rollout\x18\x12 \x01(\x0b\x32\x17.astra.v1.RolloutPolicy\x12/\n\x0erollout_status\x18\x13 \x01(\x0b\x32\x17.astra.v1.RolloutStatus\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\rRolloutPolicy\x12\x16\n\tmax_surge\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0fmax_unavailable\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x0c\n\n_max_surgeB\x12\n\x10_max_unavailable\"f\n\rRolloutStatus\x12\x0f\n\x07updated\x18\x01 \x01(\x05\x12\x15\n\rupdated_ready\x18\x02 \x01(\x05\x12\x0b\n\x03old\x18\x03 \x01(\x05\x12\x10\n\x08retiring\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\"j\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12%\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x15.astra.v1.ModelFormat\"`\n\x10ReplicaResources\x12\x12\n\ncpu_millis\x18\x01 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x04 \x03(\t\"\x95\x02\n\tPlacement\x12<\n\rnode_selector\x18\x01 \x03(\x0b\x32%.astra.v1.Placement.NodeSelectorEntry\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x03(\t\x12\x15\n\ranti_affinity\x18\x03 \x03(\t\x12-\n\x08strategy\x18\x04 \x01(\x0e\x32\x1b.astra.v1.PlacementStrategy\x12\x11\n\twatermark\x18\x05 \x01(\x01\x12\x14\n\x0cmax_per_node\x18\x06 \x01(\x05\x12\x14\n\x0cspread_zones\x18\x07 \x01(\x08\x1a\x33\n\x11NodeSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x0eRayClusterSpec\x12\x10\n\x08\x63lusters\x18\x01 \x01(\x05\x12\x1b\n\x13workers_per_cluster\x18\x02 \x01(\x05\"T\n\rReplicaCounts\x12\x0f\n\x07\x64\x65sired\x18\x01 \x01(\x05\x12\x0e\n\x06placed\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x05\x12\x13\n\x0bunplaceable\x18\x04 \x01(\x05*B\n\x0bModelFormat\x12\x1c\n\x18MODEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_FORMAT_ONNX\x10\x01*\x95\x01\n\x11PlacementStrategy\x12\"\n\x1ePLACEMENT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1d\n\x19PLACEMENT_STRATEGY_SPREAD\x10\x01\x12\x1b\n\x17PLACEMENT_STRATEGY_PACK\x10\x02\x12 \n\x1cPLACEMENT_STRATEGY_WATERMARK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +37,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APP_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_PLACEMENT_NODESELECTORENTRY']._loaded_options = None
   _globals['_PLACEMENT_NODESELECTORENTRY']._serialized_options = b'8\001'
-  _globals['_MODELFORMAT']._serialized_start=1317
-  _globals['_MODELFORMAT']._serialized_end=1383
-  _globals['_PLACEMENTSTRATEGY']._serialized_start=1386
-  _globals['_PLACEMENTSTRATEGY']._serialized_end=1535
+  _globals['_MODELFORMAT']._serialized_start=1617
+  _globals['_MODELFORMAT']._serialized_end=1683
+  _globals['_PLACEMENTSTRATEGY']._serialized_start=1686
+  _globals['_PLACEMENTSTRATEGY']._serialized_end=1835
   _globals['_APP']._serialized_start=89
-  _globals['_APP']._serialized_end=678
-  _globals['_APP_LABELSENTRY']._serialized_start=633
-  _globals['_APP_LABELSENTRY']._serialized_end=678
-  _globals['_MODEL']._serialized_start=680
-  _globals['_MODEL']._serialized_end=786
-  _globals['_REPLICARESOURCES']._serialized_start=788
-  _globals['_REPLICARESOURCES']._serialized_end=884
-  _globals['_PLACEMENT']._serialized_start=887
-  _globals['_PLACEMENT']._serialized_end=1164
-  _globals['_PLACEMENT_NODESELECTORENTRY']._serialized_start=1113
-  _globals['_PLACEMENT_NODESELECTORENTRY']._serialized_end=1164
-  _globals['_RAYCLUSTERSPEC']._serialized_start=1166
-  _globals['_RAYCLUSTERSPEC']._serialized_end=1229
-  _globals['_REPLICACOUNTS']._serialized_start=1231
-  _globals['_REPLICACOUNTS']._serialized_end=1315
+  _globals['_APP']._serialized_end=769
+  _globals['_APP_LABELSENTRY']._serialized_start=724
+  _globals['_APP_LABELSENTRY']._serialized_end=769
+  _globals['_ROLLOUTPOLICY']._serialized_start=771
+  _globals['_ROLLOUTPOLICY']._serialized_end=874
+  _globals['_ROLLOUTSTATUS']._serialized_start=876
+  _globals['_ROLLOUTSTATUS']._serialized_end=978
+  _globals['_MODEL']._serialized_start=980
+  _globals['_MODEL']._serialized_end=1086
+  _globals['_REPLICARESOURCES']._serialized_start=1088
+  _globals['_REPLICARESOURCES']._serialized_end=1184
+  _globals['_PLACEMENT']._serialized_start=1187
+  _globals['_PLACEMENT']._serialized_end=1464
+  _globals['_PLACEMENT_NODESELECTORENTRY']._serialized_start=1413
+  _globals['_PLACEMENT_NODESELECTORENTRY']._serialized_end=1464
+  _globals['_RAYCLUSTERSPEC']._serialized_start=1466
+  _globals['_RAYCLUSTERSPEC']._serialized_end=1529
+  _globals['_REPLICACOUNTS']._serialized_start=1531
+  _globals['_REPLICACOUNTS']._serialized_end=1615
 # @@protoc_insertion_point(module_scope)

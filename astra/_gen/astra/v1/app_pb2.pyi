@@ -30,7 +30,7 @@ PLACEMENT_STRATEGY_PACK: PlacementStrategy
 PLACEMENT_STRATEGY_WATERMARK: PlacementStrategy
 
 class App(_message.Message):
-    __slots__ = ("name", "uid", "models", "replicas", "resources", "placement", "ray", "priority", "labels", "generation", "observed_generation", "reconciling", "conditions", "replica_counts", "create_time", "update_time", "etag")
+    __slots__ = ("name", "uid", "models", "replicas", "resources", "placement", "ray", "priority", "labels", "generation", "observed_generation", "reconciling", "conditions", "replica_counts", "create_time", "update_time", "etag", "rollout", "rollout_status")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class App(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_STATUS_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     models: _containers.RepeatedCompositeFieldContainer[Model]
@@ -72,7 +74,31 @@ class App(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ReplicaResources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ray: _Optional[_Union[RayClusterSpec, _Mapping]] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., reconciling: _Optional[bool] = ..., conditions: _Optional[_Iterable[_Union[_common_pb2.Condition, _Mapping]]] = ..., replica_counts: _Optional[_Union[ReplicaCounts, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    rollout: RolloutPolicy
+    rollout_status: RolloutStatus
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[ReplicaResources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., ray: _Optional[_Union[RayClusterSpec, _Mapping]] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., generation: _Optional[int] = ..., observed_generation: _Optional[int] = ..., reconciling: _Optional[bool] = ..., conditions: _Optional[_Iterable[_Union[_common_pb2.Condition, _Mapping]]] = ..., replica_counts: _Optional[_Union[ReplicaCounts, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., rollout: _Optional[_Union[RolloutPolicy, _Mapping]] = ..., rollout_status: _Optional[_Union[RolloutStatus, _Mapping]] = ...) -> None: ...
+
+class RolloutPolicy(_message.Message):
+    __slots__ = ("max_surge", "max_unavailable")
+    MAX_SURGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    max_surge: int
+    max_unavailable: int
+    def __init__(self, max_surge: _Optional[int] = ..., max_unavailable: _Optional[int] = ...) -> None: ...
+
+class RolloutStatus(_message.Message):
+    __slots__ = ("updated", "updated_ready", "old", "retiring", "failed")
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_READY_FIELD_NUMBER: _ClassVar[int]
+    OLD_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    updated_ready: int
+    old: int
+    retiring: int
+    failed: int
+    def __init__(self, updated: _Optional[int] = ..., updated_ready: _Optional[int] = ..., old: _Optional[int] = ..., retiring: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("name", "version", "uri", "sha256", "format")

@@ -27,17 +27,17 @@ from astra._gen.astra.v1 import common_pb2 as astra_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61stra/v1/replica.proto\x12\x08\x61stra.v1\x1a\x12\x61stra/v1/app.proto\x1a\x15\x61stra/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x03\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0bray_cluster\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.astra.v1.ReplicaRole\x12-\n\tresources\x18\x05 \x01(\x0b\x32\x1a.astra.v1.ReplicaResources\x12\x1f\n\x06models\x18\x06 \x03(\x0b\x32\x0f.astra.v1.Model\x12\x16\n\x0e\x61pp_generation\x18\x07 \x01(\x03\x12\x18\n\x10ray_head_address\x18\x08 \x01(\t\x12%\n\x05phase\x18\t \x01(\x0e\x32\x16.astra.v1.ReplicaPhase\x12\x10\n\x08\x65ndpoint\x18\n \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\'\n\nconditions\x18\r \x03(\x0b\x32\x13.astra.v1.Condition\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp*[\n\x0bReplicaRole\x12\x1c\n\x18REPLICA_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11REPLICA_ROLE_HEAD\x10\x01\x12\x17\n\x13REPLICA_ROLE_WORKER\x10\x02*\xce\x01\n\x0cReplicaPhase\x12\x1d\n\x19REPLICA_PHASE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_PHASE_PENDING\x10\x01\x12\x1a\n\x16REPLICA_PHASE_STARTING\x10\x02\x12\x17\n\x13REPLICA_PHASE_READY\x10\x03\x12\x1a\n\x16REPLICA_PHASE_DRAINING\x10\x04\x12\x19\n\x15REPLICA_PHASE_DRAINED\x10\x05\x12\x18\n\x14REPLICA_PHASE_FAILED\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61stra/v1/replica.proto\x12\x08\x61stra.v1\x1a\x12\x61stra/v1/app.proto\x1a\x15\x61stra/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x04\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x13\n\x0bray_cluster\x18\x03 \x01(\t\x12#\n\x04role\x18\x04 \x01(\x0e\x32\x15.astra.v1.ReplicaRole\x12-\n\tresources\x18\x05 \x01(\x0b\x32\x1a.astra.v1.ReplicaResources\x12\x1f\n\x06models\x18\x06 \x03(\x0b\x32\x0f.astra.v1.Model\x12\x16\n\x0e\x61pp_generation\x18\x07 \x01(\x03\x12\x18\n\x10ray_head_address\x18\x08 \x01(\t\x12%\n\x05phase\x18\t \x01(\x0e\x32\x16.astra.v1.ReplicaPhase\x12\x10\n\x08\x65ndpoint\x18\n \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x0b \x01(\t\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\'\n\nconditions\x18\r \x03(\x0b\x32\x13.astra.v1.Condition\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bretire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08template\x18\x11 \x01(\t*[\n\x0bReplicaRole\x12\x1c\n\x18REPLICA_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11REPLICA_ROLE_HEAD\x10\x01\x12\x17\n\x13REPLICA_ROLE_WORKER\x10\x02*\xce\x01\n\x0cReplicaPhase\x12\x1d\n\x19REPLICA_PHASE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_PHASE_PENDING\x10\x01\x12\x1a\n\x16REPLICA_PHASE_STARTING\x10\x02\x12\x17\n\x13REPLICA_PHASE_READY\x10\x03\x12\x1a\n\x16REPLICA_PHASE_DRAINING\x10\x04\x12\x19\n\x15REPLICA_PHASE_DRAINED\x10\x05\x12\x18\n\x14REPLICA_PHASE_FAILED\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'astra.v1.replica_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICAROLE']._serialized_start=581
-  _globals['_REPLICAROLE']._serialized_end=672
-  _globals['_REPLICAPHASE']._serialized_start=675
-  _globals['_REPLICAPHASE']._serialized_end=881
+  _globals['_REPLICAROLE']._serialized_start=648
+  _globals['_REPLICAROLE']._serialized_end=739
+  _globals['_REPLICAPHASE']._serialized_start=742
+  _globals['_REPLICAPHASE']._serialized_end=948
   _globals['_REPLICA']._serialized_start=113
-  _globals['_REPLICA']._serialized_end=579
+  _globals['_REPLICA']._serialized_end=646
 # @@protoc_insertion_point(module_scope)

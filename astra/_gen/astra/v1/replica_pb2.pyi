@@ -39,7 +39,7 @@ REPLICA_PHASE_DRAINED: ReplicaPhase
 REPLICA_PHASE_FAILED: ReplicaPhase
 
 class Replica(_message.Message):
-    __slots__ = ("name", "node", "ray_cluster", "role", "resources", "models", "app_generation", "ray_head_address", "phase", "endpoint", "execution_provider", "message", "conditions", "create_time", "update_time")
+    __slots__ = ("name", "node", "ray_cluster", "role", "resources", "models", "app_generation", "ray_head_address", "phase", "endpoint", "execution_provider", "message", "conditions", "create_time", "update_time", "retire_time", "template")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     RAY_CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class Replica(_message.Message):
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     node: str
     ray_cluster: str
@@ -70,4 +72,6 @@ class Replica(_message.Message):
     conditions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Condition]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., ray_cluster: _Optional[str] = ..., role: _Optional[_Union[ReplicaRole, str]] = ..., resources: _Optional[_Union[_app_pb2.ReplicaResources, _Mapping]] = ..., models: _Optional[_Iterable[_Union[_app_pb2.Model, _Mapping]]] = ..., app_generation: _Optional[int] = ..., ray_head_address: _Optional[str] = ..., phase: _Optional[_Union[ReplicaPhase, str]] = ..., endpoint: _Optional[str] = ..., execution_provider: _Optional[str] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[_common_pb2.Condition, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retire_time: _timestamp_pb2.Timestamp
+    template: str
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., ray_cluster: _Optional[str] = ..., role: _Optional[_Union[ReplicaRole, str]] = ..., resources: _Optional[_Union[_app_pb2.ReplicaResources, _Mapping]] = ..., models: _Optional[_Iterable[_Union[_app_pb2.Model, _Mapping]]] = ..., app_generation: _Optional[int] = ..., ray_head_address: _Optional[str] = ..., phase: _Optional[_Union[ReplicaPhase, str]] = ..., endpoint: _Optional[str] = ..., execution_provider: _Optional[str] = ..., message: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[_common_pb2.Condition, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., template: _Optional[str] = ...) -> None: ...
