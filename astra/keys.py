@@ -8,6 +8,9 @@
     /astra/v1/apps/{app}            the app spec and status
     /astra/v1/replicas/{app}/{id}   a replica: node, Ray cluster, role, phase, endpoint
     /astra/v1/routes/{model}        a model's endpoints and base weights
+    /astra/v1/model-owners/{model}/{version}
+                                    the id of the one app serving that model version,
+                                    written with the app record (names are owned)
     /astra/v1/owners/{service}/...  leases of service replicas that own shards
 
 Ids are the last segment of a resource name ("nodes/{node}" -> "{node}").
@@ -22,6 +25,7 @@ APPS = ROOT + "apps/"
 REPLICAS = ROOT + "replicas/"
 ROUTES = ROOT + "routes/"
 OWNERS = ROOT + "owners/"
+MODEL_OWNERS = ROOT + "model-owners/"
 
 
 def node(node_id: str) -> str:
@@ -47,6 +51,16 @@ def replica(app_id: str, replica_id: str) -> str:
 
 def route(model: str) -> str:
     return ROUTES + model
+
+
+def model_owner(model: str, version: str) -> str:
+    """The key naming the app that serves ``model`` at ``version``.
+
+    Both are validated (:func:`astra.names.is_model_name`, no ``/`` in either) and the
+    version normalised (empty is :data:`astra.names.DEFAULT_VERSION`), so that one
+    model version has exactly one key.
+    """
+    return f"{MODEL_OWNERS}{model}/{version}"
 
 
 def last_segment(key: str) -> str:

@@ -7,6 +7,10 @@ leaves the newer record alone (its owner reconciles it next).
 
 Deletion is two steps: the API marks the app ``deleting`` (it is gone for the API
 from then on), and its owner removes the record once every replica is freed.
+
+Model versions are owned (:mod:`services.app._model_owners`): a write of the spec
+claims and frees the index keys of its models in the same transaction as the record,
+and the removal frees them, so a deleted app's names are free once its record is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from astra.names import app_name
 from astra.records import AppRecord
 from astra.server import Violations
 from astra.store import Compare, Delete, Get, KeyValue, Put, RangeResult, Store
+from services.app import _model_owners as owners
 from services.app._convert import apply_spec, etag, spec_of, to_app
 from services.app._status import AppStatus, apply_status
 from services.app._validation import check_spec, derived_replicas, merge
@@ -43,27 +48,42 @@ class AppRepository:
         self._clock = clock
 
     async def create(self, app_id: str, app: app_pb2.App) -> tuple[AppRecord, int]:
-        """Store a new app from its (valid) spec; returns it and the revision written.
+        """Store a new app from its (valid) spec, owning its model versions; returns it
+        and the revision written.
 
         Raises:
-            AlreadyExistsError: an app of that name exists.
-            FailedPreconditionError: an app of that name is still being deleted.
+            AlreadyExistsError: an app of that name exists, or another app serves one
+                of its model versions.
+            FailedPreconditionError: an app of that name is still being deleted, or
+                the only apps serving its model versions are.
+            ConflictError: too many races lost to other claims of its model versions.
         """
         now = self._clock()
         record = AppRecord(app_id=app_id, uid=uuid.uuid4().hex, create_time=now, update_time=now)
         _set_spec(record, app)
         key = keys.app(app_id)
-        result = await self._store.txn(
-            [Compare.version(key) == 0], [Put(key, record.to_bytes())], [Get(key)]
-        )
-        if not result.succeeded:
+        wanted = owners.claimed(record.models)
+        for _ in range(_ATTEMPTS):
+            claims = await owners.plan(self._store, app_id, held=(), wanted=wanted)
+            result = await self._store.txn(
+                [Compare.version(key) == 0, *claims.compares],
+                [Put(key, record.to_bytes()), *claims.ops],
+                [Get(key)],
+            )
+            if result.succeeded:
+                return record, result.revision
             existing = _only(result.results[0])
             if existing is not None and AppRecord.from_bytes(existing.value).deleting:
                 raise FailedPreconditionError(
                     f"{app_name(app_id)} is still being deleted; create it again once it is gone"
                 )
-            raise AlreadyExistsError(f"{app_name(app_id)} already exists")
-        return record, result.revision
+            if existing is not None:
+                raise AlreadyExistsError(f"{app_name(app_id)} already exists")
+            # a claim of one of its model versions moved: read the owners again
+        raise ConflictError(
+            f"the model versions of {app_name(app_id)} changed owners {_ATTEMPTS} times "
+            "during the create; retry"
+        )
 
     async def get(self, app_id: str) -> tuple[AppRecord, KeyValue]:
         """The app and the key-value it was read from.
@@ -86,6 +106,9 @@ class AppRepository:
             NotFoundError: no such app.
             ConflictError: ``expected_etag`` is set and stale, or too many races lost.
             InvalidArgumentError: the updated spec is invalid (paths under ``app``).
+            AlreadyExistsError: another app serves a model version the update adds.
+            FailedPreconditionError: the only apps serving the model versions it adds
+                are being deleted.
         """
         for _ in range(_ATTEMPTS):
             record, kv = await self.get(app_id)
@@ -100,7 +123,13 @@ class AppRepository:
                 return record, 0
             updated.generation += 1
             updated.update_time = self._clock()
-            revision = await self._swap(kv, updated)
+            claims = await owners.plan(
+                self._store,
+                app_id,
+                held=owners.claimed(record.models),
+                wanted=owners.claimed(updated.models),
+            )
+            revision = await self._swap(kv, updated, claims)
             if revision:
                 return updated, revision
         raise ConflictError(
@@ -127,12 +156,20 @@ class AppRepository:
         )
 
     async def remove(self, app_id: str) -> bool:
-        """Delete the record of an app marked deleting; whether it was deleted."""
+        """Delete the record of an app marked deleting, and free its model versions in
+        the same transaction; whether it was deleted."""
         kv = await self._store.get(keys.app(app_id))
-        if kv is None or not AppRecord.from_bytes(kv.value).deleting:
+        if kv is None:
             return False
+        record = AppRecord.from_bytes(kv.value)
+        if not record.deleting:
+            return False
+        claims = await owners.plan(
+            self._store, app_id, held=owners.claimed(record.models), wanted=()
+        )
         result = await self._store.txn(
-            [Compare.mod_revision(kv.key) == kv.mod_revision], [Delete(kv.key)]
+            [Compare.mod_revision(kv.key) == kv.mod_revision, *claims.compares],
+            [Delete(kv.key), *claims.ops],
         )
         return result.succeeded
 
@@ -152,10 +189,15 @@ class AppRepository:
                 return True
         return False
 
-    async def _swap(self, kv: KeyValue, record: AppRecord) -> int:
-        """Write ``record`` over ``kv`` unless it changed; the revision written, or 0."""
+    async def _swap(
+        self, kv: KeyValue, record: AppRecord, claims: owners.Claims | None = None
+    ) -> int:
+        """Write ``record`` over ``kv`` unless it changed (or a claim's compare fails),
+        with the ``claims`` of its model versions; the revision written, or 0."""
+        compares, ops = (claims.compares, claims.ops) if claims is not None else ((), ())
         result = await self._store.txn(
-            [Compare.mod_revision(kv.key) == kv.mod_revision], [Put(kv.key, record.to_bytes())]
+            [Compare.mod_revision(kv.key) == kv.mod_revision, *compares],
+            [Put(kv.key, record.to_bytes()), *ops],
         )
         return result.revision if result.succeeded else 0
 

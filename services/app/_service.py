@@ -1,6 +1,9 @@
 """The App service: one replica's servicer and what runs behind it.
 
-- :class:`AppRepository` reads and writes app records (etag, field mask, generation).
+- :class:`AppRepository` reads and writes app records (etag, field mask, generation),
+  and with them the model versions each app owns (:mod:`services.app._model_owners`):
+  CreateApp and UpdateApp claiming a version another app serves answer ALREADY_EXISTS
+  (FAILED_PRECONDITION while that app is being deleted).
 - :class:`Catalog` holds every app record in memory, for listing and for the owners.
 - :class:`Ownership` splits the apps between the live replicas (leases, rendezvous).
 - :class:`SchedulerHost` runs one scheduler per owned app and writes their status.
