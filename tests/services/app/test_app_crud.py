@@ -202,11 +202,13 @@ async def test_the_update_mask_is_validated(control: Plane) -> None:
 
 async def test_list_pages_in_name_order_with_stable_tokens(control: Plane) -> None:
     for app_id in ("b", "d", "f", "h", "j", "l", "n"):
-        await control.create(app_id, spec(replicas=0))
+        await control.create(app_id, spec(replicas=0, models=((app_id, "1"),)))
     first = await control.apps.ListApps(aps.ListAppsRequest(page_size=3))
     assert [app.name for app in first.apps] == ["apps/b", "apps/d", "apps/f"]
-    await control.create("a", spec(replicas=0))  # before the cursor: never shows up later
-    await control.create("g", spec(replicas=0))  # after it: shows up
+    await control.create(
+        "a", spec(replicas=0, models=(("a", "1"),))
+    )  # before the cursor: never shows up later
+    await control.create("g", spec(replicas=0, models=(("g", "1"),)))  # after it: shows up
     await control.apps.DeleteApp(aps.DeleteAppRequest(name="apps/h"))
     names = []
     token = first.next_page_token

@@ -25,7 +25,9 @@ async def test_the_highest_priority_app_gets_the_scarce_node(one_worker: Plane) 
     control = one_worker
     for app_id, priority in PRIORITIES.items():
         # 8 cores: a node of the fleet (8 cores, 32 GiB) takes one such replica.
-        await control.create(app_id, spec(replicas=1, cpu_millis=8000, priority=priority))
+        await control.create(
+            app_id, spec(replicas=1, cpu_millis=8000, priority=priority, models=((app_id, "1"),))
+        )
     for app_id in PRIORITIES:
         app = await control.settled(app_id, placed=0)
         assert app.replica_counts.unplaceable == 1, "no node yet"

@@ -48,7 +48,9 @@ async def test_replicas_split_the_apps_and_a_dead_ones_apps_move(
             await eventually(lambda: len(local.ownership.replicas) == 2, what="two App replicas")
             app_ids = [f"app-{index:02d}" for index in range(16)]
             for app_id in app_ids:
-                await control.create(app_id, spec(replicas=1, cpu_millis=500))
+                await control.create(
+                    app_id, spec(replicas=1, cpu_millis=500, models=((app_id, "1"),))
+                )
             for app_id in app_ids:
                 await control.settled(app_id, placed=1)
             mine = local.host.owned()

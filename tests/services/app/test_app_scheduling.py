@@ -120,7 +120,7 @@ async def test_an_update_is_acted_on_and_observed(control: Plane) -> None:
 async def test_delete_frees_every_allocation(control: Plane) -> None:
     async with control.fleet(2):
         created = await control.create("ranker", spec(replicas=3))
-        await control.create("keeper", spec(replicas=1))
+        await control.create("keeper", spec(replicas=1, models=(("keeper", "1"),)))
         await control.settled("ranker", placed=3)
         await control.settled("keeper", placed=1)
         await control.apps.DeleteApp(aps.DeleteAppRequest(name=created.name))
