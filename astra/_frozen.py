@@ -81,7 +81,7 @@ def quick_init(cls: T) -> T:
         **{field.name: field.type for field in fields},
         "return": None,
     }
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[misc]  # an __init__ written at run time
     return cls
 
 

@@ -122,12 +122,13 @@ def _gpu_utilization() -> float:
 def _nvml() -> ModuleType | None:
     """NVML, initialised once, when ``pynvml`` imports and a driver answers."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml  # type: ignore[import-not-found]  # optional: GPU nodes install it
 
         pynvml.nvmlInit()
     except Exception:
         return None
-    return pynvml  # type: ignore[no-any-return]
+    nvml: ModuleType = pynvml
+    return nvml
 
 
 def _nvml_handles(nvml: ModuleType) -> list[object]:

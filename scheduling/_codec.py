@@ -47,7 +47,8 @@ def fields_of(record: Any) -> dict[str, Any]:
 def plain_fields_of(record: Any) -> dict[str, Any]:
     """:func:`fields_of`, with nested dataclasses and enums made plain too, so that
     packing the map needs no fallback into Python."""
-    return msgpack.unpackb(pack(record), raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+    fields: dict[str, Any] = msgpack.unpackb(pack(record), raw=False, strict_map_key=False)
+    return fields
 
 
 def pack(record: Any) -> bytes:
@@ -57,7 +58,8 @@ def pack(record: Any) -> bytes:
         packer = _local.packer
     except AttributeError:
         packer = _local.packer = msgpack.Packer(default=_plain, use_bin_type=True)
-    return packer.pack(record)  # type: ignore[no-any-return]
+    packed: bytes = packer.pack(record)
+    return packed
 
 
 def unpack_replicas(value: bytes) -> dict[str, Amounts]:

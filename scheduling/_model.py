@@ -146,7 +146,7 @@ class NodeState:
     def allocation(self) -> AllocRecord:
         """The node's allocation as last observed, a copy free to change. O(replicas),
         with no decoding."""
-        return AllocRecord(self.node_id, dict(self.replicas))  # type: ignore[arg-type]
+        return AllocRecord(self.node_id, dict(self.replicas))  # type: ignore[arg-type]  # AllocRecord says lists; tuples encode alike
 
     def __repr__(self) -> str:
         return (
@@ -297,7 +297,7 @@ class FleetView:
         self.revision = max(self.revision, revision)
         if revision > self.fed:
             self._own.add(revision)
-        replicas: dict[str, Amounts] = record.replicas  # type: ignore[assignment]
+        replicas: dict[str, Amounts] = record.replicas  # type: ignore[assignment]  # only read: list or tuple alike
         if base is not None and base == node.alloc_revision:
             apps, used = _changed(node, added, removed)
         else:

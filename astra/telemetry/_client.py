@@ -10,8 +10,8 @@ channels (the gateway's, towards replicas) call :func:`inject` themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from opentelemetry import propagate, trace
@@ -19,7 +19,18 @@ from opentelemetry import propagate, trace
 from astra.telemetry._setup import enabled, tracer
 
 _SCOPE = "astra.client"
-Metadata = Sequence[tuple[str, str | bytes]]
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+_Sent = TypeVar("_Sent")
+_UnaryCall = TypeVar(
+    "_UnaryCall", bound=grpc.aio.UnaryUnaryCall[Any, Any] | grpc.aio.StreamUnaryCall[Any, Any]
+)
+_StreamCall = TypeVar(
+    "_StreamCall", bound=grpc.aio.UnaryStreamCall[Any, Any] | grpc.aio.StreamStreamCall[Any, Any]
+)
+_SyncCall = TypeVar("_SyncCall", bound=grpc.Call)
 
 
 def inject(metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, str | bytes]]:
@@ -72,13 +83,23 @@ class _AioTracing:
     def __init__(self, target: str) -> None:
         self._target = target
 
-    def _start(self, details: grpc.aio.ClientCallDetails) -> tuple[trace.Span, Any]:
+    def _start(
+        self, details: grpc.aio.ClientCallDetails
+    ) -> tuple[trace.Span, grpc.aio.ClientCallDetails]:
         span = start_client_span(_method_name(details.method), self._target)
         with trace.use_span(span, end_on_exit=False):
             metadata = grpc.aio.Metadata(*inject(details.metadata))
-        return span, details._replace(metadata=metadata)  # type: ignore[attr-defined]
+        traced = grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+        return span, traced
 
-    async def _unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    async def _unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, _Sent], Awaitable[_UnaryCall]],
+        details: grpc.aio.ClientCallDetails,
+        request: _Sent,
+    ) -> _UnaryCall:
         span, details = self._start(details)
         try:
             call = await continuation(details, request)
@@ -94,7 +115,12 @@ class _AioTracing:
                 end_client_span(span, grpc.StatusCode.CANCELLED)
             raise
 
-    async def _streaming(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    async def _streaming(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, _Sent], Awaitable[_StreamCall]],
+        details: grpc.aio.ClientCallDetails,
+        request: _Sent,
+    ) -> _StreamCall:
         span, details = self._start(details)
         try:
             call = await continuation(details, request)
@@ -106,19 +132,55 @@ class _AioTracing:
 
 
 class _UnaryUnary(_AioTracing, grpc.aio.UnaryUnaryClientInterceptor):
-    intercept_unary_unary = _AioTracing._unary  # type: ignore[assignment]
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Request],
+            Awaitable[grpc.aio.UnaryUnaryCall[_Request, _Response]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Request,
+    ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
+        return await self._unary(continuation, client_call_details, request)
 
 
 class _StreamUnary(_AioTracing, grpc.aio.StreamUnaryClientInterceptor):
-    intercept_stream_unary = _AioTracing._unary  # type: ignore[assignment]
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, AsyncIterable[_Request] | Iterable[_Request]],
+            Awaitable[grpc.aio.StreamUnaryCall[_Request, _Response]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: AsyncIterable[_Request] | Iterable[_Request],
+    ) -> grpc.aio.StreamUnaryCall[_Request, _Response]:
+        return await self._unary(continuation, client_call_details, request_iterator)
 
 
 class _UnaryStream(_AioTracing, grpc.aio.UnaryStreamClientInterceptor):
-    intercept_unary_stream = _AioTracing._streaming  # type: ignore[assignment]
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Request],
+            Awaitable[grpc.aio.UnaryStreamCall[_Request, _Response]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Request,
+    ) -> grpc.aio.UnaryStreamCall[_Request, _Response]:
+        return await self._streaming(continuation, client_call_details, request)
 
 
 class _StreamStream(_AioTracing, grpc.aio.StreamStreamClientInterceptor):
-    intercept_stream_stream = _AioTracing._streaming  # type: ignore[assignment]
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, AsyncIterable[_Request] | Iterable[_Request]],
+            Awaitable[grpc.aio.StreamStreamCall[_Request, _Response]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: AsyncIterable[_Request] | Iterable[_Request],
+    ) -> grpc.aio.StreamStreamCall[_Request, _Response]:
+        return await self._streaming(continuation, client_call_details, request_iterator)
 
 
 def channel(target: str, *, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
@@ -155,11 +217,16 @@ class _SyncTracing(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
     def __init__(self, target: str) -> None:
         self._target = target
 
-    def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    def _call(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, _Request], _SyncCall],
+        details: grpc.ClientCallDetails,
+        request: _Request,
+    ) -> _SyncCall:
         span = start_client_span(_method_name(details.method), self._target)
         with trace.use_span(span, end_on_exit=False):
-            metadata = inject(details.metadata)
-        details = _CallDetails(
+            metadata = tuple(inject(details.metadata))
+        traced = _CallDetails(
             details.method,
             details.timeout,
             metadata,
@@ -168,15 +235,34 @@ class _SyncTracing(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
             getattr(details, "compression", None),
         )
         try:
-            call = continuation(details, request)
+            call = continuation(traced, request)
         except BaseException:
             end_client_span(span, grpc.StatusCode.CANCELLED)
             raise
-        call.add_done_callback(lambda done: end_client_span(span, done.code(), done.details()))
+        # grpc's calls are Futures as well (its stubs say so of unary responses only), whose
+        # callbacks are given the call itself. (A typed local: mypy cannot narrow _SyncCall.)
+        rpc: grpc.Call = call
+        if isinstance(rpc, grpc.Future):
+            rpc.add_done_callback(lambda done: end_client_span(span, rpc.code(), rpc.details()))
+        else:
+            end_client_span(span, None)
         return call
 
-    intercept_unary_unary = _call  # type: ignore[assignment]
-    intercept_unary_stream = _call  # type: ignore[assignment]
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, _Request], _SyncCall],
+        client_call_details: grpc.ClientCallDetails,
+        request: _Request,
+    ) -> _SyncCall:
+        return self._call(continuation, client_call_details, request)
+
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, _Request], _SyncCall],
+        client_call_details: grpc.ClientCallDetails,
+        request: _Request,
+    ) -> _SyncCall:
+        return self._call(continuation, client_call_details, request)
 
 
 def intercept_channel(channel: grpc.Channel, target: str) -> grpc.Channel:

@@ -109,9 +109,14 @@ def shutdown() -> None:
     """Flush and stop exporting; telemetry is off afterwards. Idempotent."""
     global _state
     state, _state = _state, _State()
-    if state.enabled:
-        state.tracer_provider.shutdown()  # type: ignore[attr-defined]
-        state.meter_provider.shutdown()  # type: ignore[attr-defined]
+    if state.enabled:  # the SDK's providers, so the SDK is imported already
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+
+        if isinstance(state.tracer_provider, TracerProvider):
+            state.tracer_provider.shutdown()
+        if isinstance(state.meter_provider, MeterProvider):
+            state.meter_provider.shutdown()
 
 
 def enabled() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple, Self
 
 import grpc
@@ -18,9 +19,8 @@ class ReceivedSpan(NamedTuple):
     span: trace_pb2.Span
 
 
-def _service_name(attributes: Any) -> str:
-    values: list[common_pb2.KeyValue] = list(attributes)
-    return next((kv.value.string_value for kv in values if kv.key == "service.name"), "")
+def _service_name(attributes: Iterable[common_pb2.KeyValue]) -> str:
+    return next((kv.value.string_value for kv in attributes if kv.key == "service.name"), "")
 
 
 class OtlpCollector(
@@ -67,7 +67,15 @@ class OtlpCollector(
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def Export(self, request: Any, context: Any) -> Any:
+    async def Export(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest
+        | metrics_service_pb2.ExportMetricsServiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> (
+        trace_service_pb2.ExportTraceServiceResponse
+        | metrics_service_pb2.ExportMetricsServiceResponse
+    ):
         """Both services' Export: keep the spans or the metrics' names."""
         if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
             for resource_spans in request.resource_spans:
@@ -77,6 +85,6 @@ class OtlpCollector(
             return trace_service_pb2.ExportTraceServiceResponse()
         for resource_metrics in request.resource_metrics:
             service = _service_name(resource_metrics.resource.attributes)
-            for scope in resource_metrics.scope_metrics:
-                self.metrics += [(service, metric.name) for metric in scope.metrics]
+            for scoped in resource_metrics.scope_metrics:
+                self.metrics += [(service, metric.name) for metric in scoped.metrics]
         return metrics_service_pb2.ExportMetricsServiceResponse()

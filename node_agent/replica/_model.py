@@ -189,7 +189,8 @@ class OnnxModel:
     def run(self, prepared: Prepared) -> list[np.ndarray]:
         """Run the session on ``prepared``'s feeds (blocking; ONNX Runtime releases the
         GIL while it computes)."""
-        return self.session.run(prepared.outputs, prepared.feeds)  # type: ignore[no-any-return]
+        results: list[np.ndarray] = self.session.run(prepared.outputs, prepared.feeds)
+        return results
 
     def respond(
         self, request: pb.ModelInferRequest, prepared: Prepared, results: list[np.ndarray]

@@ -13,11 +13,10 @@ server's message.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
-from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from astra import telemetry
@@ -35,7 +34,60 @@ from astra._gen.astra.v1 import (
 )
 from astra.errors import AstraError
 
-_Request = TypeVar("_Request", bound=Message)
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+_Item = TypeVar("_Item")
+
+
+class _PageRequest(Protocol):
+    """A List call's request: the page it asks for."""
+
+    page_token: str
+
+
+class _Page(Protocol):
+    """A List call's response: where the next page starts (empty: none)."""
+
+    @property
+    def next_page_token(self) -> str: ...
+
+
+_PageRequestT = TypeVar("_PageRequestT", bound=_PageRequest)
+_PageT = TypeVar("_PageT", bound=_Page)
+
+# Typed views of the generated stubs (written without types): each method the client
+# calls, with the request and response types of its RPC.
+_Unary = grpc.UnaryUnaryMultiCallable
+
+
+class _ResourceStub(Protocol):
+    ListNodes: _Unary[resource_service_pb2.ListNodesRequest, resource_service_pb2.ListNodesResponse]
+    GetNode: _Unary[resource_service_pb2.GetNodeRequest, resource_service_pb2.GetNodeResponse]
+    DrainNode: _Unary[resource_service_pb2.DrainNodeRequest, resource_service_pb2.DrainNodeResponse]
+
+
+class _AppStub(Protocol):
+    ListApps: _Unary[app_service_pb2.ListAppsRequest, app_service_pb2.ListAppsResponse]
+    GetApp: _Unary[app_service_pb2.GetAppRequest, app_service_pb2.GetAppResponse]
+    CreateApp: _Unary[app_service_pb2.CreateAppRequest, app_service_pb2.CreateAppResponse]
+    UpdateApp: _Unary[app_service_pb2.UpdateAppRequest, app_service_pb2.UpdateAppResponse]
+    ListReplicas: _Unary[app_service_pb2.ListReplicasRequest, app_service_pb2.ListReplicasResponse]
+
+
+class _SchedulerStub(Protocol):
+    GetRoutes: _Unary[
+        scheduler_service_pb2.GetRoutesRequest, scheduler_service_pb2.GetRoutesResponse
+    ]
+
+
+class _HealthStub(Protocol):
+    Check: _Unary[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
+
+
+def _health_stub(channel: grpc.Channel) -> _HealthStub:
+    """The standard health service's stub on ``channel``."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub  # type: ignore[return-value]  # types-grpcio-health-checking's stub lists no RPCs
 
 
 class ApiError(AstraError):
@@ -81,7 +133,7 @@ class Connection:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., Any], request: Message) -> Any:
+    def _call(self, method: _Unary[_Request, _Response], request: _Request) -> _Response:
         """``method(request)`` within the deadline.
 
         Raises:
@@ -90,7 +142,7 @@ class Connection:
         try:
             return method(request, timeout=self._timeout)
         except grpc.RpcError as exc:
-            code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+            code, details = exc.code(), exc.details() or ""
             if code == grpc.StatusCode.UNAVAILABLE:
                 details = f"cannot reach {self.address}: {details}"
             raise ApiError(code, details) from None
@@ -101,10 +153,14 @@ class Client(Connection):
 
     def __init__(self, address: str, *, timeout: float = 10.0) -> None:
         super().__init__(address, timeout=timeout)
-        self._resources = resource_service_pb2_grpc.ResourceServiceStub(self._channel)
-        self._apps = app_service_pb2_grpc.AppServiceStub(self._channel)
-        self._scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._resources: _ResourceStub = resource_service_pb2_grpc.ResourceServiceStub(
+            self._channel
+        )
+        self._apps: _AppStub = app_service_pb2_grpc.AppServiceStub(self._channel)
+        self._scheduler: _SchedulerStub = scheduler_service_pb2_grpc.SchedulerServiceStub(
+            self._channel
+        )
+        self._health = _health_stub(self._channel)
 
     def health(self, service: str = "") -> str:
         """The serving status of ``service`` (of the server as a whole when empty), by the
@@ -122,8 +178,10 @@ class Client(Connection):
         labels: Mapping[str, str] | None = None,
     ) -> list[node_pb2.Node]:
         """Every node (in ``phase`` and with all ``labels``, when given), in name order."""
-        request = resource_service_pb2.ListNodesRequest(phase=phase, label_selector=labels or {})
-        return list(self._pages(self._resources.ListNodes, request, "nodes"))
+        request = resource_service_pb2.ListNodesRequest(
+            phase=node_pb2.NodePhase.Name(phase), label_selector=labels or {}
+        )
+        return list(self._pages(self._resources.ListNodes, request, lambda page: page.nodes))
 
     def node(self, name: str) -> node_pb2.Node:
         """One node."""
@@ -141,7 +199,8 @@ class Client(Connection):
 
     def apps(self) -> list[app_pb2.App]:
         """Every app, in name order."""
-        return list(self._pages(self._apps.ListApps, app_service_pb2.ListAppsRequest(), "apps"))
+        request = app_service_pb2.ListAppsRequest()
+        return list(self._pages(self._apps.ListApps, request, lambda page: page.apps))
 
     def app(self, name: str) -> app_pb2.App:
         """One app with its status."""
@@ -164,7 +223,7 @@ class Client(Connection):
     def replicas(self, app: str) -> list[replica_pb2.Replica]:
         """Every replica of an app."""
         request = app_service_pb2.ListReplicasRequest(parent=resource_name("apps", app))
-        return list(self._pages(self._apps.ListReplicas, request, "replicas"))
+        return list(self._pages(self._apps.ListReplicas, request, lambda page: page.replicas))
 
     # Routes (the Scheduler service).
 
@@ -175,11 +234,16 @@ class Client(Connection):
 
     # Plumbing.
 
-    def _pages(self, method: Callable[..., Any], request: _Request, field: str) -> Iterator[Any]:
-        """The items of every page of a List call; O(items) calls' worth of pages."""
+    def _pages(
+        self,
+        method: _Unary[_PageRequestT, _PageT],
+        request: _PageRequestT,
+        items: Callable[[_PageT], Iterable[_Item]],
+    ) -> Iterator[_Item]:
+        """The ``items`` of every page of a List call; O(items) calls' worth of pages."""
         while True:
             response = self._call(method, request)
-            yield from getattr(response, field)
+            yield from items(response)
             if not response.next_page_token:
                 return
-            request.page_token = response.next_page_token  # type: ignore[attr-defined]
+            request.page_token = response.next_page_token
