@@ -22,11 +22,12 @@ MODEL = {
 
 
 def app_file(name: str, *, replicas: int, cpu_millis: int = 1000) -> dict:
-    """An app's fields as a deploy file holds them (snake_case, as people write YAML)."""
+    """An app's fields as a deploy file holds them (snake_case, as people write YAML);
+    its model is named after it (a model version is served by one app)."""
     return {
         "name": name,
         "replicas": replicas,
-        "models": [MODEL],
+        "models": [{**MODEL, "name": f"{MODEL['name']}-{name}"}],
         "resources": {"cpu_millis": cpu_millis, "memory_bytes": GIB},
     }
 
