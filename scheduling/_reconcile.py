@@ -137,14 +137,10 @@ def diff(
     # A cluster is current when its head is: its old workers (none, unless written by
     # an older scheduler) are old, its current ones count with it.
     for name in list(current):
-        if name in old and any(member.role == ReplicaRole.HEAD for member in old[name]):
+        if name in old and _has_head(old[name]):
             old[name].extend(current.pop(name))
     new_slots = _shape(spec, current, used_clusters, used_ids, result)
-    headed = {
-        name
-        for name, members in current.items()
-        if any(member.role == ReplicaRole.HEAD for member in members)
-    }
+    headed = {name for name, members in current.items() if _has_head(members)}
     outgoing = _old_clusters(old, headed, result)
     ready = sum(map(is_ready, result.keep)) + sum(
         map(is_ready, (record for members in outgoing for record in members))
@@ -164,8 +160,12 @@ def _settle(record: ReplicaRecord, now: float, result: Diff) -> None:
     if record.phase in _SETTLED or now >= deadline:
         result.remove.append(record)
         return
+    _draining(deadline - now, result)
+
+
+def _draining(left: float, result: Diff) -> None:
+    """Count one more retired replica, whose drain times out in ``left`` seconds."""
     result.retiring += 1
-    left = deadline - now
     result.recheck = left if result.recheck is None else min(result.recheck, left)
 
 
@@ -173,9 +173,13 @@ def _leave(record: ReplicaRecord, result: Diff) -> None:
     """Take ``record`` away: retired when it serves, removed at once otherwise."""
     if is_ready(record):
         result.retire.append(record)
-        result.retiring += 1
+        _draining(RETIRE_TIMEOUT, result)
     else:
         result.remove.append(record)
+
+
+def _has_head(members: Iterable[ReplicaRecord]) -> bool:
+    return any(member.role == ReplicaRole.HEAD for member in members)
 
 
 def _shape(
@@ -188,7 +192,7 @@ def _shape(
     """Fit the current clusters to the spec's sizes; the slots to place, heads first."""
     live = []
     for name, members in clusters.items():
-        if any(member.role == ReplicaRole.HEAD for member in members):
+        if _has_head(members):
             live.append((name, sorted(members, key=_member_order)))
         else:
             result.remove.extend(members)
@@ -239,7 +243,7 @@ def _old_clusters(
     any head serve nothing: removed at once."""
     outgoing = []
     for name, members in clusters.items():
-        if name not in current and not any(member.role == ReplicaRole.HEAD for member in members):
+        if name not in current and not _has_head(members):
             result.remove.extend(members)
             continue
         members.sort(

@@ -25,7 +25,7 @@ from scheduling._feasibility import Reason
 from scheduling._model import FleetView, NodeState
 from scheduling._plan import Placement, Plan, Removal
 from scheduling._planner import Planner, Rejection
-from scheduling._reconcile import RETIRE_TIMEOUT, Slot, diff
+from scheduling._reconcile import Slot, diff
 from scheduling._scoring import Chooser, Sampling, Unplaceable
 from scheduling._spec import AppSpec
 
@@ -149,8 +149,6 @@ class AppScheduler:
             result.retired.extend(changes.retire)
             if marked < len(changes.retire):
                 result.pending += len(changes.retire) - marked
-            if result.recheck is None:
-                result.recheck = RETIRE_TIMEOUT
         if changes.remove:
             await self._remove(changes.remove, result)
         if changes.place:

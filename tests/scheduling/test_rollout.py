@@ -180,6 +180,7 @@ def test_a_serving_replica_leaves_by_retiring_and_goes_once_drained() -> None:
     two = running(dataclasses.replace(app, replicas=2))
     changes = diff(app, two, never_lost, now=50.0)
     assert [r.replica_id for r in changes.retire] == ["c0-1"] and not changes.remove
+    assert changes.retiring == 1 and changes.recheck == RETIRE_TIMEOUT
     retired = dataclasses.replace(two[1], retire_time=50.0)
     still = diff(app, [two[0], retired], never_lost, now=51.0)
     assert not still.remove and still.retiring == 1
