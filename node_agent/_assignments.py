@@ -134,24 +134,24 @@ class Assignments:
         """Drain a replica its scheduler retired (it has left its routes); its record
         goes once it reports DRAINED. One never started here is reported DRAINED."""
         if name not in self._started or self._runtime is None:
-            self._reporter.report(
-                node_service_pb2.ReplicaStatusReport(
-                    replica=name, phase=replica_pb2.REPLICA_PHASE_DRAINED, message="retired"
-                )
-            )
+            self._report(name, replica_pb2.REPLICA_PHASE_DRAINED, "retired")
             return
         _log.info("%s retired by its scheduler: draining it", name)
+        await self._drain(self._runtime, name)
+
+    async def _drain(self, runtime: ReplicaRuntime, name: str) -> None:
         try:
-            await self._runtime.drain(name)
+            await runtime.drain(name)
         except Exception as exc:
             _log.exception("draining %s failed", name)
             self._report_failed(name, f"drain failed: {exc}")
 
     def _report_failed(self, name: str, message: str) -> None:
+        self._report(name, replica_pb2.REPLICA_PHASE_FAILED, message)
+
+    def _report(self, name: str, phase: replica_pb2.ReplicaPhase, message: str) -> None:
         self._reporter.report(
-            node_service_pb2.ReplicaStatusReport(
-                replica=name, phase=replica_pb2.REPLICA_PHASE_FAILED, message=message
-            )
+            node_service_pb2.ReplicaStatusReport(replica=name, phase=phase, message=message)
         )
 
     async def _stop(self, name: str) -> None:
@@ -176,12 +176,9 @@ class Assignments:
         async with self._lock:
             self._accepting = False
             names = sorted(self._started)
-            for name in names:
-                try:
-                    await self._runtime.drain(name)  # type: ignore[union-attr] # started implies a runtime
-                except Exception as exc:
-                    _log.exception("draining %s failed", name)
-                    self._report_failed(name, f"drain failed: {exc}")
+            if self._runtime is not None:  # replicas are started only with a runtime
+                for name in names:
+                    await self._drain(self._runtime, name)
             return names
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from astra.records import ReplicaRecord
 from astra.server import Server, Tasks
 from astra.store import Store
 from node_agent import AgentConfig, Assignments, StatusReporter
@@ -111,6 +112,32 @@ async def test_a_placement_change_reaches_the_runtime(
     await place(store, node_id, [replica])
     await eventually(lambda: agent.tcp.specs[replica.name].ray_head_address == "127.0.0.1:6379")
     assert agent.tcp.starts[replica.name] == 2
+
+
+async def phase_is(store: Store, replica: ReplicaRecord, wanted: str) -> bool:
+    return (await stored(store, replica)).phase == wanted
+
+
+async def test_a_retired_replica_drains_without_restarting(
+    agent: Agent, store: Store, node_id: str
+) -> None:
+    replica = new_replica(node_id)
+    await place(store, node_id, [replica])
+    await eventually(lambda: phase_is(store, replica, "READY"), what="READY")
+    replica.retire_time = 1.0
+    await place(store, node_id, [replica])
+    await eventually(lambda: phase_is(store, replica, "DRAINED"), what="DRAINED once retired")
+    assert agent.tcp.starts[replica.name] == 1  # drained, never started again
+
+
+async def test_a_replica_retired_before_it_started_here_is_reported_drained(
+    node_server: Server, store: Store, node_id: str
+) -> None:
+    replica = new_replica(node_id)
+    replica.retire_time = 1.0
+    await place(store, node_id, [replica])
+    async with follow(node_server.address, node_id, with_runtime=False):
+        await eventually(lambda: phase_is(store, replica, "DRAINED"), what="DRAINED")
 
 
 async def test_a_lost_stream_resumes_without_restarting_what_runs(
