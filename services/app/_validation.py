@@ -178,13 +178,16 @@ def check_spec(app: app_pb2.App, at: Violations, *, replicas_given: bool) -> Non
 def _check_rollout(rollout: app_pb2.RolloutPolicy, at: Violations) -> None:
     surge = rollout.max_surge if rollout.HasField("max_surge") else DEFAULT_MAX_SURGE
     unavailable = rollout.max_unavailable
-    at.check(0 <= surge <= MAX_REPLICAS, "max_surge", f"must be in 0..{MAX_REPLICAS}")
-    at.check(0 <= unavailable <= MAX_REPLICAS, "max_unavailable", f"must be in 0..{MAX_REPLICAS}")
-    at.check(
-        surge > 0 or unavailable > 0,
-        "max_surge",
-        "must be at least 1 when max_unavailable is 0 (else no replica could be replaced)",
+    surge_ok = at.check(0 <= surge <= MAX_REPLICAS, "max_surge", f"must be in 0..{MAX_REPLICAS}")
+    unavailable_ok = at.check(
+        0 <= unavailable <= MAX_REPLICAS, "max_unavailable", f"must be in 0..{MAX_REPLICAS}"
     )
+    if surge_ok and unavailable_ok:
+        at.check(
+            surge > 0 or unavailable > 0,
+            "max_surge",
+            "must be at least 1 when max_unavailable is 0 (else no replica could be replaced)",
+        )
 
 
 def derived_replicas(app: app_pb2.App) -> int:

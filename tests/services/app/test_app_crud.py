@@ -80,6 +80,16 @@ async def test_create_returns_the_app_with_its_output_fields(control: Plane) -> 
             ["app.replicas"],
         ),
         ("ranker", spec(name="apps/other"), ["app.name"]),
+        (
+            "ranker",
+            spec(rollout=app_pb2.RolloutPolicy(max_surge=0, max_unavailable=0)),
+            ["app.rollout.max_surge"],
+        ),
+        (
+            "ranker",
+            spec(rollout=app_pb2.RolloutPolicy(max_surge=-1, max_unavailable=-2)),
+            ["app.rollout.max_surge", "app.rollout.max_unavailable"],
+        ),
     ],
 )
 async def test_an_invalid_spec_names_every_bad_field(
@@ -100,6 +110,21 @@ async def test_each_model_field_is_checked(control: Plane) -> None:
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     for path in ("version", "uri", "sha256", "format"):
         assert f"app.models[0].{path}: " in error.details()
+
+
+async def test_rollout_budgets_default_to_one_surge_and_none_unavailable(control: Plane) -> None:
+    created = await control.create("ranker", spec(replicas=0))
+    assert created.rollout.HasField("max_surge") and created.rollout.max_surge == 1
+    assert created.rollout.max_unavailable == 0
+    full = await control.create(
+        "full",
+        spec(
+            replicas=0,
+            models=(("bert", "1"),),
+            rollout=app_pb2.RolloutPolicy(max_surge=0, max_unavailable=1),
+        ),
+    )
+    assert (full.rollout.max_surge, full.rollout.max_unavailable) == (0, 1)
 
 
 async def test_workers_per_cluster_derives_the_replica_count(control: Plane) -> None:
